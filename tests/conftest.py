@@ -19,8 +19,11 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient, TestServer
 
 from ledger.migrations import migrate
+from ussd_service.app import create_app
+from ussd_service.config import Settings
 from ussd_service.embedded import EmbeddedServers
 
 TEMPLATE_DB = "ussd_test_template"
@@ -123,3 +126,16 @@ async def redis_client(servers: ServerTarget) -> AsyncIterator[aioredis.Redis]:
     finally:
         await client.flushdb()
         await client.aclose()
+
+
+@pytest.fixture
+def settings(servers: ServerTarget, database_url: str) -> Settings:
+    """Service settings pointing at this test's Redis and database."""
+    return Settings(redis_url=servers.redis_url, database_url=database_url)
+
+
+@pytest.fixture
+async def client(settings: Settings, redis_client: aioredis.Redis) -> AsyncIterator[TestClient]:
+    """An HTTP client talking to a real running app (real sockets, real servers)."""
+    async with TestClient(TestServer(create_app(settings))) as test_client:
+        yield test_client

@@ -122,12 +122,17 @@ class EmbeddedServers:
     """Starts (or joins) Redis and PostgreSQL in ``data_dir``; stops what it started.
 
     ``durable=False`` turns off fsync in PostgreSQL and snapshots in Redis; the
-    test suite uses it because its data is thrown away.
+    test suite uses it because its data is thrown away. ``redis`` and
+    ``postgres`` choose which servers to run (the other may be external).
     """
 
-    def __init__(self, data_dir: Path, *, durable: bool = True) -> None:
+    def __init__(
+        self, data_dir: Path, *, durable: bool = True, redis: bool = True, postgres: bool = True
+    ) -> None:
         self.data_dir = data_dir.resolve()
         self.durable = durable
+        self.with_redis = redis
+        self.with_postgres = postgres
         self._owned: list[tuple[subprocess.Popen[bytes], int]] = []
         self._pg_user: pwd.struct_passwd | None = None
         self.urls: ServerUrls | None = None
@@ -140,9 +145,11 @@ class EmbeddedServers:
         with self._lock():
             socket_dir = self._socket_dir()
             try:
-                self._ensure_redis(socket_dir)
-                self._ensure_postgres(socket_dir)
-                self._ensure_database(socket_dir)
+                if self.with_redis:
+                    self._ensure_redis(socket_dir)
+                if self.with_postgres:
+                    self._ensure_postgres(socket_dir)
+                    self._ensure_database(socket_dir)
             except BaseException:
                 self.stop()
                 raise

@@ -1,0 +1,143 @@
+"""`ussd-service serve` as a real process: embedded servers, restart, external URLs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import psutil
+import pytest
+
+from ussd_service.embedded import DATABASE_NAME, SOCKET_DIR, postgres_url
+
+CLI = str(Path(sys.executable).parent / "ussd-service")
+READY_TIMEOUT_S = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+class Service:
+    """A `serve` process under test."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.port = _free_port()
+        full_env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            [CLI, "serve", "--port", str(self.port), "--data-dir", str(data_dir)],
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        started = time.monotonic()
+        while not _ready(self.port):
+            if self.proc.poll() is not None or time.monotonic() - started > READY_TIMEOUT_S:
+                self.proc.kill()
+                output = self.proc.communicate()[0].decode()
+                pytest.fail(f"service did not become ready:\n{output}")
+            time.sleep(0.1)
+        self.ready_after_s = time.monotonic() - started
+        self.children = [p.pid for p in psutil.Process(self.proc.pid).children(recursive=True)]
+
+    def interrupt(self) -> str:
+        self.proc.send_signal(signal.SIGINT)
+        output = self.proc.communicate(timeout=60)[0].decode()
+        assert self.proc.returncode == 0, output
+        return output
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="ussd-serve-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _db_value(data_dir: Path, write: str | None) -> str | None:
+    async def run() -> str | None:
+        conn = await asyncpg.connect(postgres_url(data_dir / SOCKET_DIR, DATABASE_NAME))
+        try:
+            await conn.execute("CREATE TABLE IF NOT EXISTS kept (v text)")
+            if write:
+                await conn.execute("INSERT INTO kept VALUES ($1)", write)
+            return await conn.fetchval("SELECT v FROM kept")
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def test_serve_runs_embedded_servers_and_leaves_no_process_behind(data_dir: Path) -> None:
+    service = Service(data_dir)
+    names = sorted(psutil.Process(pid).name() for pid in service.children)
+    assert "redis-server" in names
+    assert "postgres" in names
+    assert _db_value(data_dir, "kept across restarts") == "kept across restarts"
+    output = service.interrupt()
+    assert "embedded_servers_stopped" in output
+    assert not [pid for pid in service.children if _alive(pid)]
+
+    again = Service(data_dir)
+    try:
+        print(f"second start ready after {again.ready_after_s:.2f} s")
+        assert _db_value(data_dir, None) == "kept across restarts"
+    finally:
+        again.interrupt()
+    assert not [pid for pid in again.children if _alive(pid)]
+
+
+def test_serve_with_urls_starts_no_server(servers, data_dir: Path) -> None:
+    service = Service(
+        data_dir, {"REDIS_URL": servers.redis_url, "DATABASE_URL": servers.database_url}
+    )
+    try:
+        assert service.children == []
+        assert not (data_dir / "postgres").exists()
+        assert not (data_dir / "redis").exists()
+    finally:
+        output = service.interrupt()
+    assert "embedded_servers" not in output
+
+
+def test_bad_configuration_is_a_clear_usage_error(data_dir: Path) -> None:
+    result = subprocess.run(
+        [CLI, "serve", "--data-dir", str(data_dir)],
+        env={**os.environ, "USSD_PORT": "eighty"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "USSD_PORT" in result.stderr
+    assert "Traceback" not in result.stderr

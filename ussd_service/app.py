@@ -1,0 +1,98 @@
+"""The aiohttp application: one place creates every pool, route and middleware."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import redis.asyncio as aioredis
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from ussd_service import health
+from ussd_service.config import Settings
+from ussd_service.keys import METRICS, PG_POOL, READINESS, REDIS, SETTINGS
+from ussd_service.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+# Gateway requests are a few hundred bytes; anything far larger is not one.
+MAX_BODY_BYTES = 16 * 1024
+PG_POOL_MAX = 20
+REDIS_MAX_CONNECTIONS = 64
+# A request id from the caller is kept only when it looks like one.
+MAX_REQUEST_ID_LEN = 64
+
+
+def _route_name(request: web.Request) -> str:
+    """The route template (``/v1/subscribers/{msisdn}``), never the raw path."""
+    route = request.match_info.route
+    resource = route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind a request id and route to every log line; count and time the request."""
+    request_id = request.headers.get("X-Request-ID", "")
+    if not request_id or len(request_id) > MAX_REQUEST_ID_LEN or not request_id.isprintable():
+        request_id = uuid.uuid4().hex
+    route = _route_name(request)
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id, route=route)
+    metrics = request.app[METRICS]
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except Exception:
+        # Handlers translate every expected failure themselves; this is a bug.
+        log.exception("unhandled_error")
+        response = web.json_response(
+            {"error": "internal error", "request_id": request_id}, status=500
+        )
+    finally:
+        metrics.requests.labels(route, request.method, str(status)).inc()
+        metrics.request_latency.labels(route).observe(time.perf_counter() - started)
+    response.headers["X-Request-ID"] = request_id
+    return response
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    assert settings.redis_url, "resolve the Redis URL before creating the app"
+    client = aioredis.Redis.from_url(
+        settings.redis_url, max_connections=REDIS_MAX_CONNECTIONS, health_check_interval=30
+    )
+    app[REDIS] = client
+    yield
+    await client.aclose()
+
+
+async def _postgres_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    assert settings.database_url, "resolve the database URL before creating the app"
+    # min_size=0: the service starts (and reports "not ready") while PostgreSQL is down.
+    pool = await asyncpg.create_pool(settings.database_url, min_size=0, max_size=PG_POOL_MAX)
+    app[PG_POOL] = pool
+    yield
+    await pool.close()
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the application; pools open when it starts and close when it stops."""
+    app = web.Application(middlewares=[request_context], client_max_size=MAX_BODY_BYTES)
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics.create()
+    app[READINESS] = {}
+    app.cleanup_ctx.append(_redis_ctx)
+    app.cleanup_ctx.append(_postgres_ctx)
+    health.add_routes(app)
+    return app

@@ -1,0 +1,106 @@
+"""Service settings from environment variables and ``serve`` flags, validated at start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+# Environment variable for each setting (names from shared/INTERFACES.md).
+ENV_VARS: Mapping[str, str] = {
+    "host": "USSD_HOST",
+    "port": "USSD_PORT",
+    "menu_file": "USSD_MENU_FILE",
+    "data_dir": "USSD_DATA_DIR",
+    "redis_url": "REDIS_URL",
+    "database_url": "DATABASE_URL",
+    "api_token": "USSD_API_TOKEN",
+    "gateway_secret": "USSD_GATEWAY_SECRET",
+    "twilio_auth_token": "TWILIO_AUTH_TOKEN",
+    "log_level": "USSD_LOG_LEVEL",
+    "log_format": "USSD_LOG_FORMAT",
+}
+
+_REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
+_POSTGRES_SCHEMES = frozenset({"postgres", "postgresql"})
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value; the message names the variable and says why."""
+
+
+class Settings(BaseModel):
+    """Everything the service reads from its environment."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    menu_file: Path = Path("menu_definitions.yaml")
+    data_dir: Path = Path("var")
+    redis_url: str | None = None
+    database_url: str | None = None
+    api_token: str | None = None
+    gateway_secret: str | None = None
+    twilio_auth_token: str | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        return _check_scheme(value, _REDIS_SCHEMES)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_scheme(cls, value: str | None) -> str | None:
+        return _check_scheme(value, _POSTGRES_SCHEMES)
+
+    @field_validator("api_token", "gateway_secret", "twilio_auth_token")
+    @classmethod
+    def _secret_length(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 16:
+            raise ValueError("must be at least 16 characters long")
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        """True when the service must start its own Redis and PostgreSQL."""
+        return not (self.redis_url and self.database_url)
+
+
+def _check_scheme(value: str | None, schemes: frozenset[str]) -> str | None:
+    if value is None:
+        return None
+    scheme = urlsplit(value).scheme
+    if scheme not in schemes:
+        raise ValueError(f"must be a URL starting with one of {sorted(schemes)}")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from ``env`` (default: ``os.environ``), then non-None ``overrides``.
+
+    Empty variables count as unset. Raises ``ConfigError`` naming the bad setting.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for field, var in ENV_VARS.items():
+        raw = env.get(var)
+        if raw:
+            values[field] = raw.lower() if field in {"log_level", "log_format"} else raw
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            name = ENV_VARS.get(field, field)
+            shown = "" if "secret" in field or "token" in field else f" (got {error['input']!r})"
+            problems.append(f"{name}: {error['msg']}{shown}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,66 @@
+"""Liveness, readiness, metrics and the API description."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ussd_service.keys import METRICS, PG_POOL, READINESS, REDIS
+from ussd_service.openapi import openapi_document
+
+# A readiness probe must answer well inside a load balancer's timeout.
+READY_CHECK_TIMEOUT_S = 2.0
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    """The process is alive and serving HTTP."""
+    return web.json_response({"status": "ok"})
+
+
+async def _check(name: str, probe: Any) -> tuple[str, str]:
+    try:
+        async with asyncio.timeout(READY_CHECK_TIMEOUT_S):
+            await probe
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready", reported by name
+        return name, f"error: {type(exc).__name__}"
+    return name, "ok"
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 when Redis and PostgreSQL answer and the menu is loaded; 503 otherwise."""
+    app = request.app
+    results = dict(
+        await asyncio.gather(
+            _check("redis", app[REDIS].ping()),
+            _check("postgres", app[PG_POOL].fetchval("SELECT 1")),
+        )
+    )
+    for name, check in app[READINESS].items():
+        results[name] = "ok" if check() else "error: not loaded"
+    ready = all(v == "ok" for v in results.values())
+    return web.json_response(
+        {"status": "ready" if ready else "unavailable", "checks": results},
+        status=200 if ready else 503,
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition of this process's metrics."""
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 description of every endpoint."""
+    return web.json_response(openapi_document(request.app))
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the operational endpoints."""
+    app.router.add_get("/healthz", healthz, name="healthz")
+    app.router.add_get("/readyz", readyz, name="readyz")
+    app.router.add_get("/metrics", metrics, name="metrics")
+    app.router.add_get("/openapi.json", openapi, name="openapi")

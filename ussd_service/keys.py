@@ -1,0 +1,19 @@
+"""Typed keys for what the application holds (``app[KEY]``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import asyncpg
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from ussd_service.config import Settings
+from ussd_service.metrics import Metrics
+
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", Metrics)
+REDIS = web.AppKey("redis", aioredis.Redis)
+PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
+# Synchronous readiness checks beyond Redis and PostgreSQL ("menu": is one loaded?).
+READINESS = web.AppKey("readiness", dict[str, Callable[[], bool]])
