@@ -1,0 +1,228 @@
+"""Session store on Redis (standalone or Cluster) with a Lua compare-and-set."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any, Final
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from session_store.errors import StoreUnavailableError
+from session_store.keys import resume_key, session_key
+from session_store.records import (
+    ResumePoint,
+    SaveResult,
+    SaveStatus,
+    SessionRecord,
+    SessionRef,
+)
+from session_store.settings import StoreSettings
+
+# Hash fields of a session record; one letter each keeps the record small.
+F_VERSION: Final = b"v"
+F_MENU_VERSION: Final = b"m"
+F_NODE: Final = b"n"
+F_STATE: Final = b"s"
+F_LAST_HOP: Final = b"h"
+F_LAST_REPLY: Final = b"r"
+
+# Status codes the script returns (first element of its reply).
+_MISSING, _CONFLICT, _SAVED = 0, 1, 2
+
+# KEYS[1]: the record hash. ARGV[1]: expected version (0 = create, must not
+# exist). ARGV[2]: TTL in ms. ARGV[3..]: field/value pairs, version excluded.
+# Replies {2, new_version} | {1, HGETALL of the winner} | {0}.
+SAVE_SCRIPT: Final = """
+local current = redis.call('HGET', KEYS[1], 'v')
+local expected = tonumber(ARGV[1])
+if current == false then
+  if expected ~= 0 then return {0} end
+elseif tonumber(current) ~= expected then
+  return {1, redis.call('HGETALL', KEYS[1])}
+else
+  redis.call('DEL', KEYS[1])
+end
+local new_version = expected + 1
+redis.call('HSET', KEYS[1], 'v', new_version, unpack(ARGV, 3))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {2, new_version}
+"""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _field(raw: Mapping[Any, Any], name: bytes) -> Any:
+    # Works for clients with and without decode_responses.
+    value = raw.get(name)
+    return raw.get(name.decode()) if value is None else value
+
+
+def _record_from_hash(ref: SessionRef, raw: Mapping[Any, Any]) -> SessionRecord | None:
+    version = _field(raw, F_VERSION)
+    if version is None:
+        return None
+    hop = _field(raw, F_LAST_HOP)
+    reply = _field(raw, F_LAST_REPLY)
+    return SessionRecord(
+        ref=ref,
+        menu_version=_text(_field(raw, F_MENU_VERSION)),
+        node=_text(_field(raw, F_NODE)),
+        state=_text(_field(raw, F_STATE)),
+        last_hop_id=None if hop is None else _text(hop),
+        last_reply=None if reply is None else _text(reply),
+        version=int(version),
+    )
+
+
+def _pairs_to_dict(flat: list[Any]) -> dict[Any, Any]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+@asynccontextmanager
+async def _translated() -> AsyncIterator[None]:
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise StoreUnavailableError(f"redis: {exc}") from exc
+
+
+class RedisSessionStore:
+    """:class:`session_store.SessionStore` on ``redis.asyncio``.
+
+    The client (``Redis`` or ``RedisCluster``) is owned by the caller; this
+    object holds no connection of its own and is cheap to build.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis | aioredis.RedisCluster,
+        settings: StoreSettings | None = None,
+    ) -> None:
+        self._client = client
+        self._settings = settings or StoreSettings()
+        self._prefix = self._settings.key_prefix
+        self._ttl_ms = {channel: _ms(ttl) for channel, ttl in self._settings.session_ttls.items()}
+        self._default_ttl_ms = _ms(self._settings.default_session_ttl)
+        # Registered once: EVALSHA, and on NOSCRIPT load + retry (redis-py's Script).
+        self._save_script = client.register_script(SAVE_SCRIPT)
+
+    @property
+    def settings(self) -> StoreSettings:
+        """The settings this store was built with."""
+        return self._settings
+
+    def key(self, ref: SessionRef) -> str:
+        """The Redis key of a session record (for tools and tests)."""
+        return session_key(self._prefix, ref)
+
+    async def load(self, ref: SessionRef) -> SessionRecord | None:
+        """The session's record, or None; one HGETALL."""
+        key = session_key(self._prefix, ref)
+        async with _translated():
+            raw = await self._client.hgetall(key)
+        return _record_from_hash(ref, raw) if raw else None
+
+    async def create(self, record: SessionRecord) -> SaveResult:
+        """Store a new session at version 1 unless it exists; one EVALSHA."""
+        return await self._cas(record, 0)
+
+    async def save(self, record: SessionRecord, expected_version: int) -> SaveResult:
+        """Compare-and-set on the version and refresh the TTL; one EVALSHA."""
+        if expected_version < 1:
+            raise ValueError("expected_version starts at 1; use create() for a new session")
+        return await self._cas(record, expected_version)
+
+    async def delete(self, ref: SessionRef) -> bool:
+        """Remove a session; True when it existed."""
+        async with _translated():
+            removed = await self._client.delete(session_key(self._prefix, ref))
+        return bool(removed)
+
+    async def remember_dropped(
+        self, point: ResumePoint, *, window: timedelta | None = None
+    ) -> None:
+        """Keep a resume pointer for ``window`` (default: settings)."""
+        key = resume_key(self._prefix, point.channel, point.msisdn)
+        value = json.dumps(
+            [point.gateway, point.session_id, point.menu_version, point.node, point.state],
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        ttl = self._settings.resume_window if window is None else window
+        async with _translated():
+            await self._client.set(key, value, px=_ms(ttl))
+
+    async def take_dropped(self, channel: str, msisdn: str) -> ResumePoint | None:
+        """GETDEL the resume pointer: offered once, never twice."""
+        key = resume_key(self._prefix, channel, msisdn)
+        async with _translated():
+            raw = await self._client.getdel(key)
+        if raw is None:
+            return None
+        gateway, session_id, menu_version, node, state = json.loads(raw)
+        return ResumePoint(
+            channel=channel,
+            msisdn=msisdn,
+            gateway=gateway,
+            session_id=session_id,
+            menu_version=menu_version,
+            node=node,
+            state=state,
+        )
+
+    async def forget(self, channel: str, msisdn: str) -> None:
+        """Delete the resume pointer, if any."""
+        async with _translated():
+            await self._client.delete(resume_key(self._prefix, channel, msisdn))
+
+    async def _cas(self, record: SessionRecord, expected_version: int) -> SaveResult:
+        ref = record.ref
+        key = session_key(self._prefix, ref)
+        ttl_ms = self._ttl_ms.get(ref.channel, self._default_ttl_ms)
+        args: list[Any] = [
+            expected_version,
+            ttl_ms,
+            F_MENU_VERSION,
+            record.menu_version,
+            F_NODE,
+            record.node,
+            F_STATE,
+            record.state,
+        ]
+        # Absent fields mean None: the script rewrites the whole hash.
+        if record.last_hop_id is not None:
+            args += (F_LAST_HOP, record.last_hop_id)
+        if record.last_reply is not None:
+            args += (F_LAST_REPLY, record.last_reply)
+        async with _translated():
+            reply = await self._save_script(keys=[key], args=args)
+        status = int(reply[0])
+        if status == _SAVED:
+            stored = SessionRecord(
+                ref=ref,
+                menu_version=record.menu_version,
+                node=record.node,
+                state=record.state,
+                last_hop_id=record.last_hop_id,
+                last_reply=record.last_reply,
+                version=int(reply[1]),
+            )
+            return SaveResult(SaveStatus.SAVED, stored)
+        if status == _CONFLICT:
+            winner = _record_from_hash(ref, _pairs_to_dict(reply[1]))
+            return SaveResult(SaveStatus.CONFLICT, winner)
+        return SaveResult(SaveStatus.MISSING, None)
+
+
+def _ms(ttl: timedelta) -> int:
+    ms = int(ttl.total_seconds() * 1000)
+    if ms <= 0:
+        raise ValueError(f"TTL must be positive, got {ttl}")
+    return ms
