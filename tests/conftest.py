@@ -25,6 +25,7 @@ from ledger.migrations import migrate
 from ussd_service.app import create_app
 from ussd_service.config import Settings
 from ussd_service.embedded import EmbeddedServers
+from ussd_service.runtime import SCHEMA_PACKAGES
 
 TEMPLATE_DB = "ussd_test_template"
 _db_counter = itertools.count()
@@ -80,7 +81,7 @@ async def template_database(servers: ServerTarget) -> str:
         await admin.close()
     conn = await asyncpg.connect(servers.database_url_for(TEMPLATE_DB))
     try:
-        await migrate(conn)
+        await migrate(conn, SCHEMA_PACKAGES)
     finally:
         await conn.close()
     return TEMPLATE_DB

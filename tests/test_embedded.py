@@ -16,6 +16,7 @@ import redis
 
 from ledger.migrations import available_migrations, migrate
 from ussd_service.embedded import EmbeddedServers
+from ussd_service.runtime import SCHEMA_PACKAGES
 
 
 @pytest.fixture
@@ -74,12 +75,14 @@ async def test_migrations_apply_once_even_when_run_concurrently(
     await admin.execute(f'CREATE DATABASE "{name}"')
     try:
         conns = [await asyncpg.connect(servers.database_url_for(name)) for _ in range(3)]
-        results = await asyncio.gather(*(migrate(c) for c in conns))
-        names = [m.name for m in available_migrations()]
+        results = await asyncio.gather(*(migrate(c, SCHEMA_PACKAGES) for c in conns))
+        names = [m.name for p in SCHEMA_PACKAGES for m in available_migrations(p)]
         # Exactly one runner applied each file; the others found it done.
         assert sorted(n for r in results for n in r) == sorted(names)
-        assert await migrate(conns[0]) == []
-        recorded = await conns[0].fetch("SELECT name FROM schema_migrations ORDER BY version")
+        assert await migrate(conns[0], SCHEMA_PACKAGES) == []
+        recorded = await conns[0].fetch(
+            "SELECT name FROM schema_migrations ORDER BY applied_at, package, version"
+        )
         assert [r["name"] for r in recorded] == names
         for c in conns:
             await c.close()
@@ -93,4 +96,4 @@ async def test_each_test_gets_an_empty_redis_and_a_migrated_database(
 ) -> None:
     assert await redis_client.dbsize() == 0
     versions = await pg_pool.fetchval("SELECT count(*) FROM schema_migrations")
-    assert versions == len(available_migrations())
+    assert versions == sum(len(available_migrations(p)) for p in SCHEMA_PACKAGES)

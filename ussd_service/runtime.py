@@ -14,6 +14,9 @@ from ussd_service.embedded import EmbeddedServers
 
 log = structlog.get_logger(__name__)
 
+# Packages whose ``migrations/`` folders make up the database schema, in order.
+SCHEMA_PACKAGES = ("ledger", "ussd_service")
+
 
 @contextlib.contextmanager
 def backing_servers(settings: Settings) -> Iterator[Settings]:
@@ -53,6 +56,6 @@ async def apply_migrations(database_url: str) -> list[str]:
     """Apply pending ledger migrations; return the names applied now."""
     conn = await asyncpg.connect(database_url)
     try:
-        return await migrate(conn)
+        return await migrate(conn, SCHEMA_PACKAGES)
     finally:
         await conn.close()

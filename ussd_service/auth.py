@@ -1,0 +1,114 @@
+"""Who may call which endpoint: gateways, operators, Twilio.
+
+Without a configured secret an endpoint answers loopback clients only, so a
+development service is never open to the network by accident.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hmac
+import ipaddress
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from twilio.request_validator import RequestValidator
+
+from ussd_service.keys import SETTINGS
+
+GATEWAY_TOKEN_HEADER = "X-Gateway-Token"  # noqa: S105 - a header name
+TWILIO_SIGNATURE_HEADER = "X-Twilio-Signature"
+
+
+def _deny(status: type[web.HTTPException], reason: str) -> web.HTTPException:
+    return status(text=reason + "\n", content_type="text/plain")
+
+
+def is_loopback(request: web.Request) -> bool:
+    """True when the peer is on this machine (no proxy in between)."""
+    try:
+        return ipaddress.ip_address(request.remote or "").is_loopback
+    except ValueError:
+        # aiohttp reports Unix-socket peers without an address; they are local.
+        return request.remote == "" or request.remote is None
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _basic_password(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return decoded.partition(":")[2]
+
+
+def check_gateway(request: web.Request) -> None:
+    """Raise 401/403 unless the request carries the gateway secret (or is local)."""
+    secret = request.app[SETTINGS].gateway_secret
+    if secret is None:
+        if not is_loopback(request):
+            raise _deny(web.HTTPForbidden, "gateway endpoints answer loopback clients only")
+        return
+    presented = request.headers.get(GATEWAY_TOKEN_HEADER) or _basic_password(request)
+    if presented is None or not _same(presented, secret):
+        raise _deny(web.HTTPUnauthorized, f"missing or wrong {GATEWAY_TOKEN_HEADER}")
+
+
+def check_api(request: web.Request) -> None:
+    """Raise 401/403 unless the request carries the bearer token (or is local)."""
+    token = request.app[SETTINGS].api_token
+    if token is None:
+        if not is_loopback(request):
+            raise _deny(web.HTTPForbidden, "the API answers loopback clients only")
+        return
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not _same(presented.strip(), token):
+        raise web.HTTPUnauthorized(
+            text="missing or wrong bearer token\n",
+            content_type="text/plain",
+            headers={"WWW-Authenticate": 'Bearer realm="ussd-service"'},
+        )
+
+
+async def check_twilio_signature(request: web.Request) -> None:
+    """Raise 403 when ``TWILIO_AUTH_TOKEN`` is set and the signature does not match."""
+    auth_token = request.app[SETTINGS].twilio_auth_token
+    if auth_token is None:
+        return
+    form = await request.post()
+    params = {k: str(v) for k, v in form.items()}
+    signature = request.headers.get(TWILIO_SIGNATURE_HEADER, "")
+    validator = RequestValidator(auth_token)
+    if not validator.validate(str(request.url), params, signature):
+        raise _deny(web.HTTPForbidden, f"invalid {TWILIO_SIGNATURE_HEADER}")
+
+
+def gateway_endpoint(handler: Handler) -> Handler:
+    """Wrap a gateway handler with the gateway check."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        check_gateway(request)
+        return await handler(request)
+
+    return wrapped
+
+
+def api_endpoint(handler: Handler) -> Handler:
+    """Wrap an operator/admin API handler with the bearer-token check."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        check_api(request)
+        return await handler(request)
+
+    return wrapped

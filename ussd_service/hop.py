@@ -1,0 +1,70 @@
+"""The canonical hop: what every gateway dialect turns its request into."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import phonenumbers
+
+# Numbers people and gateways send without a country code are Russian.
+DEFAULT_REGION = "RU"
+# The longest USSD string a handset can send (GSM 03.90 / 3GPP TS 23.090).
+MAX_USSD_INPUT = 182
+MAX_SESSION_ID = 128
+MAX_HOP_ID = 256
+
+
+class HopKind(enum.StrEnum):
+    """Why the gateway called."""
+
+    BEGIN = "begin"  # the subscriber dialled (or the call was answered)
+    INPUT = "input"  # the subscriber answered the screen
+    TIMEOUT = "timeout"  # the subscriber did not answer in time (IVR)
+    ABORT = "abort"  # the session ended on the gateway's side
+
+
+class MalformedRequestError(ValueError):
+    """A gateway request the service cannot use; the message says why (one line)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """One request of a subscriber's session, whatever gateway sent it.
+
+    ``hop_id`` is stable across a gateway's retries of the same hop. ``path``
+    is set by gateways that send every input so far (``1*2*3``) instead of the
+    last one; the dialogue then derives ``input`` from it. ``shortcut`` holds
+    the inputs dialled after the service code (``*111*455*3#``) on BEGIN.
+    """
+
+    channel: str
+    gateway: str
+    session_id: str
+    msisdn: str
+    kind: HopKind
+    hop_id: str
+    input: str = ""
+    path: str | None = None
+    shortcut: tuple[str, ...] = ()
+
+
+def normalise_msisdn(raw: str, field: str = "msisdn") -> str:
+    """E.164 form of a number as people and gateways type it; MalformedRequestError if invalid."""
+    try:
+        number = phonenumbers.parse(raw, DEFAULT_REGION)
+    except phonenumbers.NumberParseException:
+        raise MalformedRequestError(f"{field} is not a phone number") from None
+    if not phonenumbers.is_valid_number(number):
+        raise MalformedRequestError(f"{field} is not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def shortcut_inputs(service_code: str, base_code: str) -> tuple[str, ...]:
+    """Inputs dialled after ``base_code``: ``*111*455*3*100#`` -> ``("3", "100")``."""
+    code = service_code.strip().rstrip("#")
+    base = base_code.strip().rstrip("#")
+    if not code.startswith(base):
+        return ()
+    rest = code[len(base) :]
+    return tuple(part for part in rest.split("*") if part)
