@@ -35,20 +35,24 @@ F_LAST_REPLY: Final = b"r"
 _MISSING, _CONFLICT, _SAVED = 0, 1, 2
 
 # KEYS[1]: the record hash. ARGV[1]: expected version (0 = create, must not
-# exist). ARGV[2]: TTL in ms. ARGV[3..]: field/value pairs, version excluded.
+# exist). ARGV[2]: TTL in ms. ARGV[3]: n, then n fields to remove (optional
+# fields now None), then field/value pairs, version excluded.
 # Replies {2, new_version} | {1, HGETALL of the winner} | {0}.
+# Fields are overwritten in place rather than the hash rebuilt: a DEL would
+# free the hashtable and make HSET convert a fresh listpack again (~20 us).
 SAVE_SCRIPT: Final = """
 local current = redis.call('HGET', KEYS[1], 'v')
 local expected = tonumber(ARGV[1])
+local removed = tonumber(ARGV[3])
 if current == false then
   if expected ~= 0 then return {0} end
 elseif tonumber(current) ~= expected then
   return {1, redis.call('HGETALL', KEYS[1])}
-else
-  redis.call('DEL', KEYS[1])
+elseif removed > 0 then
+  redis.call('HDEL', KEYS[1], unpack(ARGV, 4, 3 + removed))
 end
 local new_version = expected + 1
-redis.call('HSET', KEYS[1], 'v', new_version, unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], 'v', new_version, unpack(ARGV, 4 + removed))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {2, new_version}
 """
@@ -186,17 +190,14 @@ class RedisSessionStore:
         ref = record.ref
         key = session_key(self._prefix, ref)
         ttl_ms = self._ttl_ms.get(ref.channel, self._default_ttl_ms)
-        args: list[Any] = [
-            expected_version,
-            ttl_ms,
-            F_MENU_VERSION,
-            record.menu_version,
-            F_NODE,
-            record.node,
-            F_STATE,
-            record.state,
+        # An absent field means None: fields set to None are removed.
+        removed = [
+            name
+            for name, value in ((F_LAST_HOP, record.last_hop_id), (F_LAST_REPLY, record.last_reply))
+            if value is None
         ]
-        # Absent fields mean None: the script rewrites the whole hash.
+        args: list[Any] = [expected_version, ttl_ms, len(removed), *removed]
+        args += (F_MENU_VERSION, record.menu_version, F_NODE, record.node, F_STATE, record.state)
         if record.last_hop_id is not None:
             args += (F_LAST_HOP, record.last_hop_id)
         if record.last_reply is not None:
