@@ -1,0 +1,152 @@
+"""What the subscriber sees: the Screen, USSD pagination and IVR hints."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from menus.gsm import fits
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One piece of an IVR prompt: text for text-to-speech, or an audio file to play."""
+
+    text: str
+    audio: str | None = None
+
+
+@dataclass(frozen=True)
+class IvrHints:
+    """How the IVR platform should collect the next keys."""
+
+    num_digits: int | None
+    finish_on_key: str
+    timeout: int
+    voice: str
+    language_code: str
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """The session goes to a human operator."""
+
+    reason: str
+    destination: str = ""
+
+
+@dataclass(frozen=True)
+class Screen:
+    """One reply, rendered in the session language.
+
+    ``text`` is the USSD page (or, on IVR, the prompts joined for logs and
+    simulators); ``prompts`` and ``ivr`` are set on IVR only. ``final`` ends
+    the session; ``handoff`` says it goes to an operator.
+    """
+
+    node: str
+    text: str
+    final: bool
+    handoff: Handoff | None = None
+    prompts: tuple[Prompt, ...] = ()
+    ivr: IvrHints | None = None
+    page: int = 0
+    pages: int = 1
+
+
+@dataclass(frozen=True)
+class Page:
+    """One USSD page: its text and the entries (by index) it shows."""
+
+    text: str
+    entries: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class PageLimits:
+    """The page limits of a channel and the localised navigation lines."""
+
+    max_gsm7: int
+    max_ucs2: int
+    more_line: str
+    back_line: str
+    max_entries: int = 9
+    sep: str = field(default="\n")
+
+    def fits(self, text: str) -> bool:
+        """True when ``text`` fits one page."""
+        return fits(text, self.max_gsm7, self.max_ucs2)
+
+
+def _split_words(text: str, room: Callable[[str], bool]) -> list[str]:
+    """Cut ``text`` into chunks that satisfy ``room``, only between words."""
+    chunks: list[str] = []
+    current = ""
+    for word in text.split(" "):
+        candidate = f"{current} {word}" if current else word
+        if current and not room(candidate):
+            chunks.append(current)
+            current = word
+        else:
+            current = candidate
+    if current or not chunks:
+        chunks.append(current)
+    return chunks
+
+
+def paginate(
+    header: str,
+    entries: Sequence[str],
+    limits: PageLimits,
+    *,
+    back: bool,
+    key: Callable[[int, int], str],
+) -> list[Page]:
+    """Lay out ``header`` and ``entries`` on as few pages as fit the limits.
+
+    ``key(position_on_page, entry_index)`` gives an entry's key ("" for none). The back line
+    appears when ``back`` is true and on every page after the first (there it
+    returns to the previous page); the more line on every page but the last.
+    A header too long for one page is split between words; an entry is never
+    split (one that cannot fit alone is put on a page by itself).
+    """
+    sep = limits.sep
+
+    def compose(lines: list[str], page_index: int, more: bool) -> str:
+        tail = [limits.more_line] if more else []
+        if back or page_index > 0:
+            tail.append(limits.back_line)
+        return sep.join([line for line in lines if line] + tail)
+
+    def line_of(key_text: str, entry: str) -> str:
+        return f"{key_text}. {entry}" if key_text else entry
+
+    labelled = [line_of(key(i, i), e) for i, e in enumerate(entries)]
+    if len(entries) <= limits.max_entries:
+        single = compose([header, *labelled], 0, more=False)
+        if limits.fits(single):
+            return [Page(single, tuple(range(len(entries))))]
+
+    pages: list[Page] = []
+    lines: list[str] = []
+    shown: list[int] = []
+    # The header, in as many chunks as it needs.
+    if header:
+        chunks = _split_words(header, lambda c: limits.fits(compose([c], len(pages), more=True)))
+        for chunk in chunks[:-1]:
+            pages.append(Page(compose([chunk], len(pages), more=True)))
+        lines = [chunks[-1]]
+    for index, entry in enumerate(entries):
+        line = line_of(key(len(shown), index), entry)
+        last = index == len(entries) - 1
+        candidate = compose([*lines, line], len(pages), more=not last)
+        if shown or (lines and not limits.fits(candidate)):
+            full = len(shown) >= limits.max_entries or not limits.fits(candidate)
+            if full:
+                pages.append(Page(compose(lines, len(pages), more=True), tuple(shown)))
+                lines, shown = [], []
+                line = line_of(key(0, index), entry)
+        lines.append(line)
+        shown.append(index)
+    pages.append(Page(compose(lines, len(pages), more=False), tuple(shown)))
+    return pages

@@ -1,0 +1,247 @@
+"""Text templates: placeholders, CLDR plurals and locale formatting, without code execution.
+
+A template is plain text with ICU-style placeholders::
+
+    {name}                       the value as text
+    {points, number}             a number in the locale's format (1 234 / 1,234)
+    {expires, date}              a date in the locale's medium format
+    {recipient, phone}           a phone number with the middle digits masked
+    {points, plural, one {# балл} few {# балла} many {# баллов} other {# балла}}
+    {kind, select, accrual {Начисление} redemption {Обмен} other {Операция}}
+
+``#`` inside a plural branch is the number, formatted. Names are dotted paths
+into the session variables and operation results; nothing else is evaluated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from babel import Locale
+from babel.dates import format_date
+from babel.numbers import format_decimal
+
+from menus.expr import lookup
+
+FORMATS = frozenset({"number", "date", "phone", "plural", "select"})
+BRANCHED = frozenset({"plural", "select"})
+PLURAL_CATEGORIES = frozenset({"zero", "one", "two", "few", "many", "other"})
+# Babel uses no-break spaces as group separators; gateways and GSM-7 do not have them.
+_SPACES = str.maketrans({"\xa0": " ", "\u202f": " "})
+_PHONE_VISIBLE_HEAD = 5
+_PHONE_VISIBLE_TAIL = 2
+
+
+class TemplateError(ValueError):
+    """A template that does not parse; ``position`` is the 0-based offset in the source."""
+
+    def __init__(self, message: str, position: int) -> None:
+        super().__init__(message)
+        self.position = position
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    """One ``{...}`` in a template."""
+
+    path: str
+    format: str | None = None
+    branches: Mapping[str, tuple[Segment, ...]] = field(default_factory=dict)
+
+
+Segment = str | Placeholder
+
+
+@lru_cache(maxsize=32)
+def locale(language: str) -> Locale:
+    """The Babel locale of a language code (cached)."""
+    return Locale.parse(language)
+
+
+def _matching_brace(source: str, start: int) -> int:
+    depth = 0
+    for index in range(start, len(source)):
+        if source[index] == "{":
+            depth += 1
+        elif source[index] == "}":
+            depth -= 1
+            if depth == 0:
+                return index
+    raise TemplateError("unclosed '{'", start)
+
+
+def _parse_branches(source: str, offset: int, fmt: str) -> dict[str, tuple[Segment, ...]]:
+    branches: dict[str, tuple[Segment, ...]] = {}
+    pos = 0
+    while pos < len(source):
+        if source[pos].isspace():
+            pos += 1
+            continue
+        brace = source.find("{", pos)
+        if brace < 0:
+            raise TemplateError("plural category without '{text}'", offset + pos)
+        category = source[pos:brace].strip()
+        if not category.isidentifier() or (fmt == "plural" and category not in PLURAL_CATEGORIES):
+            raise TemplateError(f"unknown plural category {category!r}", offset + pos)
+        end = _matching_brace(source, brace)
+        branches[category] = parse_template(source[brace + 1 : end], offset + brace + 1)
+        pos = end + 1
+    if "other" not in branches:
+        raise TemplateError(f"a {fmt} needs an 'other' branch", offset)
+    return branches
+
+
+def parse_template(source: str, offset: int = 0) -> tuple[Segment, ...]:
+    """Split ``source`` into literal strings and placeholders; raises TemplateError."""
+    segments: list[Segment] = []
+    pos = 0
+    while pos < len(source):
+        brace = source.find("{", pos)
+        stray = source.find("}", pos)
+        if stray >= 0 and (brace < 0 or stray < brace):
+            raise TemplateError("'}' without '{'", offset + stray)
+        if brace < 0:
+            segments.append(source[pos:])
+            break
+        if brace > pos:
+            segments.append(source[pos:brace])
+        end = _matching_brace(source, brace)
+        segments.append(_parse_placeholder(source[brace + 1 : end], offset + brace + 1))
+        pos = end + 1
+    return tuple(segments)
+
+
+def _parse_placeholder(body: str, offset: int) -> Placeholder:
+    parts = body.split(",", 2)
+    path = parts[0].strip()
+    if not path or not all(p.isidentifier() and "__" not in p for p in path.split(".")):
+        raise TemplateError(f"bad placeholder name {path!r}", offset)
+    fmt = parts[1].strip() if len(parts) > 1 else None
+    if fmt is not None and fmt not in FORMATS:
+        raise TemplateError(f"unknown format {fmt!r} (use {', '.join(sorted(FORMATS))})", offset)
+    if fmt in BRANCHED:
+        if len(parts) < 3:
+            raise TemplateError(f"a {fmt} needs branches: ... other {{...}}", offset)
+        rest = parts[2]
+        return Placeholder(path, fmt, _parse_branches(rest, offset + len(body) - len(rest), fmt))
+    if len(parts) > 2:
+        raise TemplateError("only plural and select placeholders take branches", offset)
+    return Placeholder(path, fmt)
+
+
+def placeholders(segments: tuple[Segment, ...]) -> list[Placeholder]:
+    """Every placeholder in ``segments``, plural branches included."""
+    found: list[Placeholder] = []
+    for seg in segments:
+        if isinstance(seg, Placeholder):
+            found.append(seg)
+            for branch in seg.branches.values():
+                found.extend(placeholders(branch))
+    return found
+
+
+def format_number(value: Any, language: str) -> str:
+    """``value`` as a number in the language's format, with plain spaces."""
+    try:
+        return str(format_decimal(value, locale=locale(language))).translate(_SPACES)
+    except (TypeError, ValueError, ArithmeticError):
+        return str(value)
+
+
+def format_day(value: Any, language: str) -> str:
+    """A date (``date``, ``datetime`` or ISO string) in the language's medium format."""
+    day: dt.date | None = None
+    if isinstance(value, dt.datetime):
+        day = value.date()
+    elif isinstance(value, dt.date):
+        day = value
+    elif isinstance(value, str):
+        try:
+            day = dt.date.fromisoformat(value[:10])
+        except ValueError:
+            return value
+    if day is None:
+        return "" if value is None else str(value)
+    return str(format_date(day, format="medium", locale=locale(language))).translate(_SPACES)
+
+
+def mask_phone(value: Any) -> str:
+    """A phone number with the middle digits replaced by ``*`` (``+7916*****67``)."""
+    text = "" if value is None else str(value)
+    if len(text) <= _PHONE_VISIBLE_HEAD + _PHONE_VISIBLE_TAIL:
+        return text
+    hidden = len(text) - _PHONE_VISIBLE_HEAD - _PHONE_VISIBLE_TAIL
+    return text[:_PHONE_VISIBLE_HEAD] + "*" * hidden + text[-_PHONE_VISIBLE_TAIL:]
+
+
+def plural_category(value: Any, language: str) -> str:
+    """The CLDR plural category of ``value`` in ``language`` (``other`` for non-numbers)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        try:
+            value = int(str(value))
+        except ValueError:
+            return "other"
+    return str(locale(language).plural_form(abs(value)))
+
+
+def _plain(value: Any) -> str:
+    if value is None:
+        return ""
+    return str(value)
+
+
+_FORMATTERS: Mapping[str | None, Callable[[Any, str], str]] = {
+    None: lambda value, _language: _plain(value),
+    "number": format_number,
+    "date": format_day,
+    "phone": lambda value, _language: mask_phone(value),
+}
+
+
+def render(
+    segments: tuple[Segment, ...],
+    scope: Mapping[str, Any],
+    language: str,
+    number: str | None = None,
+) -> str:
+    """Fill the placeholders of a parsed template from ``scope``.
+
+    ``number`` replaces ``#`` in literal text (inside a plural branch only).
+    """
+    out: list[str] = []
+    for seg in segments:
+        if isinstance(seg, str):
+            out.append(seg if number is None else seg.replace("#", number))
+            continue
+        value = lookup(scope, seg.path)
+        if seg.format == "plural":
+            branch = seg.branches.get(plural_category(value, language), seg.branches["other"])
+            out.append(render(branch, scope, language, format_number(value, language)))
+        elif seg.format == "select":
+            branch = seg.branches.get(_plain(value), seg.branches["other"])
+            out.append(render(branch, scope, language))
+        else:
+            out.append(_FORMATTERS[seg.format](value, language))
+    return "".join(out)
+
+
+def render_worst(segments: tuple[Segment, ...], width: Callable[[Placeholder], str]) -> str:
+    """The longest text a template can produce, each placeholder replaced by ``width(ph)``.
+
+    For plurals the longest branch is taken, with ``#`` as wide as the number.
+    """
+    out: list[str] = []
+    for seg in segments:
+        if isinstance(seg, str):
+            out.append(seg)
+        elif seg.format in BRANCHED:
+            filler = width(seg) if seg.format == "plural" else ""
+            options = [render_worst(b, width).replace("#", filler) for b in seg.branches.values()]
+            out.append(max(options, key=len))
+        else:
+            out.append(width(seg))
+    return "".join(out)

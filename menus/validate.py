@@ -1,0 +1,546 @@
+"""Loading and validating menu files: YAML with positions -> model -> checks -> ``Menu``.
+
+Every finding is a ``Diagnostic`` with the file, line and column of the YAML
+that caused it and the node id. The checks: the schema (pydantic), the graph
+(targets, reachability, dead ends, failure paths), texts (every language,
+templates, declared placeholders), operations (names, arguments, result codes
+from ``menus.operations``) and lengths (USSD pages, SMS).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from menus import limits
+from menus.compiled import REQUIRED_TEXTS
+from menus.engine import Menu
+from menus.errors import Diagnostic, Level, MenuError
+from menus.expr import ExpressionError
+from menus.expr import parse as parse_expression
+from menus.gsm import measure
+from menus.model import (
+    FINAL_KINDS,
+    ActionNode,
+    ConfirmNode,
+    InputNode,
+    IntegerValidator,
+    ListNode,
+    LocalText,
+    MenuFile,
+    MenuNode,
+    Node,
+    RegexValidator,
+    RouteNode,
+    Text,
+)
+from menus.operations import OPERATIONS, UNAVAILABLE
+from menus.screen import PageLimits, paginate
+from menus.text import Placeholder, Segment, TemplateError, parse_template, placeholders
+from menus.text import render_worst as worst_text
+
+Path_ = tuple[str | int, ...]
+# Placeholders the engine fills itself in `ivr_option`.
+_IVR_OPTION_PLACEHOLDERS = frozenset({"label", "key"})
+_WIDE_GSM7 = "W"
+_WIDE_UCS2 = "Ж"
+
+
+class _Locator:
+    """Finds the line and column of a path in the YAML document."""
+
+    def __init__(self, doc: Any) -> None:
+        self.doc = doc
+
+    def find(self, path: Path_) -> tuple[int, int, Path_]:
+        """1-based (line, col) of the deepest part of ``path`` present, and the parts found."""
+        current = self.doc
+        line, col = 0, 0
+        found: list[str | int] = []
+        for part in path:
+            if isinstance(current, CommentedMap) and part in current:
+                value = current[part]
+                is_scalar = not isinstance(value, CommentedMap | CommentedSeq)
+                line, col = current.lc.value(part) if is_scalar else current.lc.key(part)
+                current = value
+            elif isinstance(current, CommentedSeq) and isinstance(part, int):
+                if part >= len(current):
+                    break
+                line, col = current.lc.item(part)
+                current = current[part]
+            else:
+                continue  # a pydantic union tag or a missing field: stay where we are
+            found.append(part)
+        return line + 1, col + 1, tuple(found)
+
+
+def _dotted(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+class _Checker:
+    """Collects diagnostics for one file."""
+
+    def __init__(self, file: str, locator: _Locator) -> None:
+        self.file = file
+        self.locator = locator
+        self.diagnostics: list[Diagnostic] = []
+
+    def report(self, path: Path_, message: str, level: Level = "error") -> None:
+        line, col, _found = self.locator.find(path)
+        node = str(path[1]) if len(path) > 1 and path[0] == "nodes" else None
+        self.diagnostics.append(Diagnostic(self.file, line, col, level, message, node))
+
+
+def _read_yaml(text: str, checker: _Checker) -> Any:
+    yaml = YAML(typ="rt")  # round-trip: keeps line/column; builds only plain data types
+    try:
+        return yaml.load(text)
+    except MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = err.problem or err.context or "invalid YAML"
+        checker.diagnostics.append(
+            Diagnostic(checker.file, line, col, "error", f"bad YAML: {problem}")
+        )
+    except YAMLError as err:
+        checker.diagnostics.append(Diagnostic(checker.file, 1, 1, "error", f"bad YAML: {err}"))
+    return None
+
+
+def _schema_errors(err: ValidationError, checker: _Checker) -> None:
+    for error in err.errors():
+        loc = tuple(error["loc"])
+        line, col, found = checker.locator.find(loc)
+        node = str(found[1]) if len(found) > 1 and found[0] == "nodes" else None
+        inner = found[2:] if node else found
+        field = _dotted(inner)
+        if error["type"] == "extra_forbidden":
+            message = f"unknown field '{loc[-1]}'"
+            if field.endswith(str(loc[-1])):
+                field = field[: -len(str(loc[-1]))].rstrip(".")
+        elif error["type"] == "missing":
+            message = f"missing field '{loc[-1]}'"
+        else:
+            message = str(error["msg"])
+        where = f"{field}: " if field else ""
+        checker.diagnostics.append(
+            Diagnostic(checker.file, line, col, "error", where + message, node)
+        )
+
+
+def _texts_in(model: MenuFile) -> Iterator[tuple[Path_, Text]]:
+    """Every text field of the file with its path."""
+    for name, local in model.texts.items():
+        yield ("texts", name), local
+    for node_id, node in model.nodes.items():
+        base: Path_ = ("nodes", node_id)
+        if not isinstance(node, ActionNode | RouteNode):
+            yield (*base, "text"), node.text
+        if isinstance(node, MenuNode):
+            for index, option in enumerate(node.options):
+                yield (*base, "options", index, "label"), option.label
+        elif isinstance(node, InputNode):
+            yield (*base, "error"), node.error
+        elif isinstance(node, ListNode):
+            yield (*base, "item"), node.item
+    for group in ("replies", "notifications"):
+        for name, text in getattr(model.sms, group).items():
+            yield ("sms", group, name), text
+
+
+class _Validator:
+    """The checks after the schema, on a parsed model."""
+
+    def __init__(self, model: MenuFile, checker: _Checker) -> None:
+        self.model = model
+        self.checker = checker
+        self.report = checker.report
+        self.languages = list(dict.fromkeys(model.languages))
+        # Parsed templates per text path and language (for length checks).
+        self.parsed: dict[Path_, dict[str, tuple[Segment, ...]]] = {}
+
+    def run(self) -> None:
+        model = self.model
+        if model.default_language not in model.languages:
+            self.report(("default_language",), "default_language is not one of languages")
+        for name in REQUIRED_TEXTS:
+            if name not in model.texts:
+                self.report(("texts",), f"the engine's text '{name}' is missing from texts")
+        for path, text in _texts_in(model):
+            self.check_text(path, text)
+        self.check_entries()
+        for node_id, node in model.nodes.items():
+            self.check_node(node_id, node)
+        self.check_graph()
+        if not any(d.level == "error" for d in self.checker.diagnostics):
+            self.check_lengths()
+
+    # ------------------------------------------------------------------ texts
+
+    def local(self, text: Text) -> LocalText | None:
+        return self.model.texts.get(text) if isinstance(text, str) else text
+
+    def check_text(self, path: Path_, text: Text) -> None:
+        if isinstance(text, str):
+            if text not in self.model.texts:
+                self.report(path, f"unknown text '{text}' (not in texts)")
+            return
+        values = dict(text.model_extra or {})
+        for lang in values:
+            if lang not in self.languages:
+                self.report((*path, lang), f"language '{lang}' is not in languages")
+        parsed: dict[str, tuple[Segment, ...]] = {}
+        for group, group_values in (("", values), ("ivr", text.ivr), ("audio", text.audio)):
+            if group_values is None:
+                continue
+            where = (*path, group) if group else path
+            for lang in self.languages:
+                if lang not in group_values:
+                    label = f"{group} " if group else ""
+                    self.report(where, f"{label}text has no '{lang}' translation")
+            if group == "audio":
+                continue
+            for lang, source in group_values.items():
+                try:
+                    segments = parse_template(source)
+                except TemplateError as err:
+                    self.report((*where, lang), f"bad template: {err} (at offset {err.position})")
+                    continue
+                if not group:
+                    parsed[lang] = segments
+                self.check_placeholders((*where, lang), segments)
+        self.parsed[path] = parsed
+
+    def check_placeholders(self, path: Path_, segments: tuple[Segment, ...]) -> None:
+        allowed = _IVR_OPTION_PLACEHOLDERS if path[:2] == ("texts", "ivr_option") else frozenset()
+        for placeholder in placeholders(segments):
+            name = placeholder.path
+            if name not in self.model.variables and name not in allowed:
+                self.report(
+                    path,
+                    f"placeholder '{{{name}}}' has no max_length: declare it in variables",
+                )
+
+    # ------------------------------------------------------------ the graph
+
+    def target(self, path: Path_, node_id: str | None) -> None:
+        if node_id is not None and node_id not in self.model.nodes:
+            self.report(path, f"target '{node_id}' does not exist")
+
+    def check_entries(self) -> None:
+        model = self.model
+        for channel in ("ussd", "ivr"):
+            entry = getattr(model.entry, channel)
+            if entry is not None:
+                self.target(("entry", channel, "start"), entry.start)
+                self.target(("entry", channel, "home"), entry.home)
+        self.target(("operator",), model.operator)
+        self.target(("unavailable",), model.unavailable)
+        operator = model.nodes.get(model.operator)
+        if operator is not None and operator.kind != "operator":
+            self.report(("operator",), f"operator node '{model.operator}' is not of kind operator")
+
+    def nav_keys(self, channels: Sequence[str] | None) -> dict[str, str]:
+        keys: dict[str, str] = {}
+        settings = self.model.channels
+        wanted = channels or ["ussd", "ivr"]
+        if "ussd" in wanted:
+            keys.update({v: f"USSD {k}" for k, v in settings.ussd.navigation})
+        if "ivr" in wanted and self.model.entry.ivr is not None:
+            keys.update({v: f"IVR {k}" for k, v in settings.ivr.navigation})
+        return keys
+
+    def check_node(self, node_id: str, node: Node) -> None:
+        base: Path_ = ("nodes", node_id)
+        if isinstance(node, MenuNode):
+            self.check_menu(base, node)
+        elif isinstance(node, InputNode):
+            self.target((*base, "next"), node.next)
+            self.target((*base, "on_failure"), node.on_failure)
+            rule = node.validator
+            if isinstance(rule, RegexValidator):
+                if len(rule.pattern) > limits.MAX_REGEX_LENGTH:
+                    self.report((*base, "validator", "pattern"), "pattern too long")
+                try:
+                    re.compile(rule.pattern)
+                except re.error as err:
+                    self.report((*base, "validator", "pattern"), f"bad pattern: {err}")
+            if isinstance(rule, IntegerValidator) and rule.min > rule.max:
+                self.report((*base, "validator"), "min is greater than max")
+        elif isinstance(node, ConfirmNode):
+            self.target((*base, "yes"), node.yes)
+            self.target((*base, "no"), node.no)
+        elif isinstance(node, ActionNode | ListNode):
+            self.check_operation(base, node)
+        elif isinstance(node, RouteNode):
+            for index, route in enumerate(node.routes):
+                self.condition((*base, "routes", index, "when"), route.when)
+                self.target((*base, "routes", index, "target"), route.target)
+            self.target((*base, "default"), node.default)
+
+    def check_menu(self, base: Path_, node: MenuNode) -> None:
+        seen: set[str] = set()
+        for index, option in enumerate(node.options):
+            where = (*base, "options", index)
+            if option.key in seen and option.when is None:
+                self.report((*where, "key"), f"key '{option.key}' is used twice")
+            seen.add(option.key)
+            clash = self.nav_keys(option.channels).get(option.key)
+            if clash:
+                self.report((*where, "key"), f"key '{option.key}' is the {clash} key")
+            on_ivr = option.channels is None or "ivr" in option.channels
+            if on_ivr and self.model.entry.ivr is not None and len(option.key) > 1:
+                self.report((*where, "key"), "IVR keys are one digit (limit the option to ussd)")
+            self.target((*where, "target"), option.target)
+            if option.when is not None:
+                self.condition((*where, "when"), option.when)
+
+    def condition(self, path: Path_, source: str) -> None:
+        try:
+            parse_expression(source)
+        except ExpressionError as err:
+            self.report(path, f"bad condition: {err} (at offset {err.position})")
+
+    def check_operation(self, base: Path_, node: ActionNode | ListNode) -> None:
+        spec = OPERATIONS.get(node.operation)
+        if spec is None:
+            known = ", ".join(sorted(OPERATIONS))
+            self.report((*base, "operation"), f"unknown operation '{node.operation}' ({known})")
+            return
+        for arg in node.args:
+            if arg not in spec.args | spec.optional_args:
+                self.report((*base, "args", arg), f"{node.operation} takes no argument '{arg}'")
+        for arg in sorted(spec.args - set(node.args)):
+            self.report((*base, "args"), f"{node.operation} needs argument '{arg}'")
+        for code, target in node.results.items():
+            if code != "default" and code not in spec.codes:
+                self.report(
+                    (*base, "results", code),
+                    f"{node.operation} never returns '{code}'",
+                )
+            self.target((*base, "results", code), target)
+        if isinstance(node, ListNode):
+            if spec.mutating:
+                self.report((*base, "operation"), f"a list cannot run {node.operation}")
+            self.target((*base, "next"), node.next)
+            self.target((*base, "empty"), node.empty)
+            if node.selectable and node.next is None:
+                self.report(base, "a selectable list needs next (or selectable: false)")
+            return
+        handled = set(node.results) | {UNAVAILABLE}
+        if "default" not in handled and spec.codes - handled:
+            missing = ", ".join(sorted(spec.codes - handled))
+            self.report(
+                (*base, "results"), f"result codes not handled (add them or default): {missing}"
+            )
+
+    def edges(self, node: Node) -> list[str]:
+        out: list[str | None] = []
+        if isinstance(node, MenuNode):
+            out = [o.target for o in node.options]
+        elif isinstance(node, InputNode):
+            out = [node.next, node.on_failure or self.model.operator]
+        elif isinstance(node, ConfirmNode):
+            out = [node.yes, node.no]
+        elif isinstance(node, ActionNode):
+            out = [*node.results.values(), self.model.unavailable]
+        elif isinstance(node, ListNode):
+            out = [*node.results.values(), node.next, node.empty, self.model.unavailable]
+            if not node.selectable:
+                # A read-only list leads on by back/home (USSD) or operator (IVR).
+                out.append(self.model.operator)
+        elif isinstance(node, RouteNode):
+            out = [*(r.target for r in node.routes), node.default]
+        return [t for t in out if t is not None and t in self.model.nodes]
+
+    def check_graph(self) -> None:
+        model = self.model
+        graph = {node_id: self.edges(node) for node_id, node in model.nodes.items()}
+        roots = [model.operator, model.unavailable]
+        for entry in (model.entry.ussd, model.entry.ivr):
+            if entry is not None:
+                roots += [entry.start, entry.home]
+        reached = _reach([r for r in roots if r in graph], graph)
+        for node_id in model.nodes:
+            if node_id not in reached:
+                self.report(("nodes", node_id), "unreachable from any entry point")
+        reverse: dict[str, list[str]] = {node_id: [] for node_id in graph}
+        for source, targets in graph.items():
+            for target in targets:
+                reverse[target].append(source)
+        finals = [n for n, node in model.nodes.items() if node.kind in FINAL_KINDS]
+        ends = _reach(finals, reverse)
+        for node_id in model.nodes:
+            if node_id not in ends:
+                self.report(
+                    ("nodes", node_id),
+                    "dead end: no path from here to a final screen (message or operator)",
+                )
+
+    # ---------------------------------------------------------------- lengths
+
+    def width(self, placeholder: Placeholder, language: str) -> str:
+        spec = self.model.variables.get(placeholder.path)
+        size = spec.max_length if spec else limits.DEFAULT_PLACEHOLDER_LENGTH
+        wide = spec is not None and spec.is_unicode(language)
+        return (_WIDE_UCS2 if wide else _WIDE_GSM7) * size
+
+    def worst(self, path: Path_, text: Text, language: str) -> str:
+        key = ("texts", text) if isinstance(text, str) else path
+        segments = self.parsed.get(key, {}).get(language, ())
+        return worst_text(segments, lambda placeholder: self.width(placeholder, language))
+
+    def page_limits(self, language: str) -> PageLimits:
+        ussd = self.model.channels.ussd
+        words = {n: self.worst(("texts", n), n, language) for n in ("more", "back")}
+        return PageLimits(
+            max_gsm7=ussd.max_gsm7,
+            max_ucs2=ussd.max_ucs2,
+            more_line=f"{ussd.navigation.more}. {words['more']}",
+            back_line=f"{ussd.navigation.back}. {words['back']}",
+            max_entries=limits.MAX_OPTIONS_PER_PAGE,
+        )
+
+    def check_lengths(self) -> None:
+        for node_id, node in self.model.nodes.items():
+            if isinstance(node, ActionNode | RouteNode):
+                continue
+            base: Path_ = ("nodes", node_id)
+            for language in self.languages:
+                self.check_node_length(base, node, language)
+        for group in ("replies", "notifications"):
+            for name, text in getattr(self.model.sms, group).items():
+                for language in self.languages:
+                    sms = measure(self.worst(("sms", group, name), text, language))
+                    if not sms.fits(limits.SMS_MAX_GSM7, limits.SMS_MAX_UCS2):
+                        limit = limits.SMS_MAX_GSM7 if sms.gsm7 else limits.SMS_MAX_UCS2
+                        self.report(
+                            ("sms", group, name, language),
+                            f"{language} text can take {_units(sms.units, sms.gsm7)}, more than "
+                            f"one SMS ({limit}); it will be sent in parts",
+                            "warning",
+                        )
+
+    def check_node_length(self, base: Path_, node: Node, language: str) -> None:
+        page = self.page_limits(language)
+        title = self.worst((*base, "text"), node.text, language) if hasattr(node, "text") else ""
+        final = node.kind in FINAL_KINDS
+        if isinstance(node, MenuNode):
+            entries = [
+                self.worst((*base, "options", i, "label"), o.label, language)
+                for i, o in enumerate(node.options)
+                if o.channels is None or "ussd" in o.channels
+            ]
+            keys = [o.key for o in node.options if o.channels is None or "ussd" in o.channels]
+            pages = paginate(title, entries, page, back=True, key=lambda _p, i: keys[i])
+            for number, laid in enumerate(pages, 1):
+                self.fit(page, laid.text, (*base, "text"), language, f"page {number}")
+            return
+        if isinstance(node, ListNode):
+            item = self.worst((*base, "item"), node.item, language)
+            text = "\n".join([title, f"1. {item}", page.more_line, page.back_line])
+            self.fit(page, text, (*base, "item"), language, "a page with one item")
+            return
+        lines = [title]
+        if isinstance(node, ConfirmNode):
+            lines += [f"1. {self.worst(('texts', 'yes'), 'yes', language)}"]
+            lines += [f"2. {self.worst(('texts', 'no'), 'no', language)}"]
+        if not final:
+            lines.append(page.back_line)
+        self.fit(page, "\n".join(lines), (*base, "text"), language, "the text")
+        if isinstance(node, InputNode):
+            error = self.worst((*base, "error"), node.error, language)
+            self.fit(page, error, (*base, "error"), language, "the error text")
+
+    def fit(self, page: PageLimits, text: str, path: Path_, language: str, what: str) -> None:
+        size = measure(text)
+        if not page.fits(text):
+            limit = page.max_gsm7 if size.gsm7 else page.max_ucs2
+            self.report(
+                path,
+                f"{language}: {what} is too long for one USSD page: "
+                f"{_units(size.units, size.gsm7)}, limit {limit}",
+            )
+
+
+def _units(units: int, gsm7: bool) -> str:
+    return f"{units} GSM-7 septets" if gsm7 else f"{units} UCS-2 characters"
+
+
+def _reach(roots: list[str], graph: Mapping[str, list[str]]) -> set[str]:
+    seen = set(roots)
+    queue = deque(roots)
+    while queue:
+        for target in graph.get(queue.popleft(), []):
+            if target not in seen:
+                seen.add(target)
+                queue.append(target)
+    return seen
+
+
+def validate_text(text: str, file: str = "<menu>") -> tuple[MenuFile | None, list[Diagnostic]]:
+    """Check a menu file's content; the model (None on schema errors) and the findings."""
+    checker = _Checker(file, _Locator(None))
+    doc = _read_yaml(text, checker)
+    if checker.diagnostics:
+        return None, checker.diagnostics
+    checker.locator = _Locator(doc)
+    if not isinstance(doc, Mapping):
+        checker.diagnostics.append(
+            Diagnostic(file, 1, 1, "error", "a menu file is a mapping (version, nodes, ...)")
+        )
+        return None, checker.diagnostics
+    try:
+        model = MenuFile.model_validate(doc)
+    except ValidationError as err:
+        _schema_errors(err, checker)
+        return None, sorted(checker.diagnostics, key=lambda d: (d.line, d.col))
+    _Validator(model, checker).run()
+    return model, sorted(checker.diagnostics, key=lambda d: (d.line, d.col))
+
+
+def _read(path: str | Path) -> tuple[str | None, bytes, list[Diagnostic]]:
+    try:
+        data = Path(path).read_bytes()
+        return data.decode("utf-8"), data, []
+    except (OSError, UnicodeDecodeError) as err:
+        return None, b"", [Diagnostic(str(path), 1, 1, "error", f"cannot read: {err}")]
+
+
+def validate_file(path: str | Path) -> list[Diagnostic]:
+    """Every finding for the file at ``path`` (errors and warnings), in line order."""
+    text, _data, problems = _read(path)
+    if text is None:
+        return problems
+    return validate_text(text, str(path))[1]
+
+
+def version_of(data: bytes) -> str:
+    """The version id of a menu file: a short hash of its content."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def load_menu(path: str | Path) -> Menu:
+    """Load, validate and compile a menu file; raises MenuError with the diagnostics."""
+    text, data, problems = _read(path)
+    if text is None:
+        raise MenuError(problems)
+    model, diagnostics = validate_text(text, str(path))
+    if model is None or any(d.level == "error" for d in diagnostics):
+        raise MenuError(diagnostics)
+    menu = Menu(model, version_of(data), str(path))
+    menu.warnings = [d for d in diagnostics if d.level == "warning"]
+    return menu
