@@ -8,10 +8,13 @@ See ``menus/README.md`` for the language reference.
 
 from __future__ import annotations
 
-from menus.engine import Menu, OperationCall, SessionState, StepResult
+from menus.engine import Menu, OperationCall, SessionState, StepResult, parse_shortcut
 from menus.errors import Diagnostic, MenuError, UnknownTemplateError, UnknownVersionError
 from menus.operations import OK, OPERATIONS, UNAVAILABLE, OperationResult, Operations
+from menus.registry import MenuRegistry
+from menus.schema import json_schema
 from menus.screen import Handoff, IvrHints, Prompt, Screen
+from menus.sms import render_sms
 from menus.validate import load_menu, validate_file, validate_text
 
 __all__ = [
@@ -23,6 +26,7 @@ __all__ = [
     "IvrHints",
     "Menu",
     "MenuError",
+    "MenuRegistry",
     "OperationCall",
     "OperationResult",
     "Operations",
@@ -32,7 +36,10 @@ __all__ = [
     "StepResult",
     "UnknownTemplateError",
     "UnknownVersionError",
+    "json_schema",
     "load_menu",
+    "parse_shortcut",
+    "render_sms",
     "validate_file",
     "validate_text",
 ]

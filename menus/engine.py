@@ -329,6 +329,13 @@ class Menu:
             return await hop.timeout()
         return await hop.handle(user_input.strip())
 
+    def shortcut_inputs(self, dialed: str) -> list[str] | None:
+        """Inputs after the USSD service code (``*111*455*3*100#`` -> ["3", "100"]).
+
+        None when ``dialed`` is not this menu's service code at all.
+        """
+        return parse_shortcut(dialed, self.model.entry.ussd.code)
+
     # --------------------------------------------------------------- rendering
 
     def settings_for(self, channel: Channel) -> Any:
@@ -360,6 +367,18 @@ class Menu:
             if condition is None or condition.evaluate(scope):
                 shown.append(index)
         return shown
+
+
+def parse_shortcut(dialed: str, service_code: str) -> list[str] | None:
+    """The inputs a dialled USSD string carries after ``service_code``, or None."""
+    text = "".join(dialed.split())
+    base = service_code.rstrip("#")
+    if text in (base, service_code):
+        return []
+    if not (text.startswith(base + "*") and text.endswith("#")):
+        return None
+    parts = text[len(base) + 1 : -1].split("*")
+    return [part for part in parts if part][: limits.MAX_SHORTCUT_INPUTS]
 
 
 def _scope(state: SessionState) -> dict[str, Any]:

@@ -61,8 +61,11 @@ class _Locator:
     def __init__(self, doc: Any) -> None:
         self.doc = doc
 
-    def find(self, path: Path_) -> tuple[int, int, Path_]:
-        """1-based (line, col) of the deepest part of ``path`` present, and the parts found."""
+    def find(self, path: Path_, *, key: bool = False) -> tuple[int, int, Path_]:
+        """1-based (line, col) of the deepest part of ``path`` present, and the parts found.
+
+        A scalar's position is its value's, unless ``key`` asks for the key's.
+        """
         current = self.doc
         line, col = 0, 0
         found: list[str | int] = []
@@ -70,7 +73,8 @@ class _Locator:
             if isinstance(current, CommentedMap) and part in current:
                 value = current[part]
                 is_scalar = not isinstance(value, CommentedMap | CommentedSeq)
-                line, col = current.lc.value(part) if is_scalar else current.lc.key(part)
+                at_value = is_scalar and not (key and part == path[-1])
+                line, col = current.lc.value(part) if at_value else current.lc.key(part)
                 current = value
             elif isinstance(current, CommentedSeq) and isinstance(part, int):
                 if part >= len(current):
@@ -123,11 +127,14 @@ def _read_yaml(text: str, checker: _Checker) -> Any:
 def _schema_errors(err: ValidationError, checker: _Checker) -> None:
     for error in err.errors():
         loc = tuple(error["loc"])
-        line, col, found = checker.locator.find(loc)
+        if error["type"] == "union_tag_invalid":
+            loc = (*loc, "kind")
+        extra = error["type"] == "extra_forbidden"
+        line, col, found = checker.locator.find(loc, key=extra)
         node = str(found[1]) if len(found) > 1 and found[0] == "nodes" else None
         inner = found[2:] if node else found
         field = _dotted(inner)
-        if error["type"] == "extra_forbidden":
+        if extra:
             message = f"unknown field '{loc[-1]}'"
             if field.endswith(str(loc[-1])):
                 field = field[: -len(str(loc[-1]))].rstrip(".")

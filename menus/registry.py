@@ -1,0 +1,56 @@
+"""Every loaded menu version, by content hash: sessions keep the version they started on."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from menus.engine import Menu
+from menus.errors import MenuError, UnknownVersionError
+from menus.validate import load_menu
+
+
+class MenuRegistry:
+    """The live menu version plus every version loaded before it.
+
+    ``reload`` validates the new file first: an invalid file raises MenuError
+    and the live version stays. Swapping is a single reference assignment, so
+    readers never see a half-loaded menu.
+    """
+
+    def __init__(self, menu: Menu) -> None:
+        self._versions: dict[str, Menu] = {menu.version: menu}
+        self._current = menu
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> MenuRegistry:
+        """A registry whose first version is the file at ``path`` (raises MenuError)."""
+        return cls(load_menu(path))
+
+    @property
+    def current(self) -> Menu:
+        """The version new sessions start on."""
+        return self._current
+
+    @property
+    def versions(self) -> list[str]:
+        """Every loaded version id, oldest first."""
+        return list(self._versions)
+
+    def get(self, version: str) -> Menu:
+        """The menu of ``version``; raises UnknownVersionError (e.g. after a restart)."""
+        try:
+            return self._versions[version]
+        except KeyError:
+            raise UnknownVersionError(version) from None
+
+    def reload(self, path: str | Path) -> Menu:
+        """Load ``path`` and make it current; on MenuError the current version stays."""
+        menu = load_menu(path)  # raises MenuError before anything changes
+        with self._lock:
+            self._current = self._versions.setdefault(menu.version, menu)
+        return self._current
+
+
+__all__ = ["MenuError", "MenuRegistry"]
