@@ -73,7 +73,9 @@ def _tokenize(source: str) -> list[_Token]:
             break
         match = _TOKEN.match(source, pos)
         if match is None or match.end() == pos:
-            raise ExpressionError(f"unexpected character {source[pos:].lstrip()[:1]!r}", pos)
+            rest = source[pos:]
+            at = pos + len(rest) - len(rest.lstrip())
+            raise ExpressionError(f"unexpected character {source[at]!r}", at)
         kind = match.lastgroup
         assert kind is not None
         text = match.group(kind)

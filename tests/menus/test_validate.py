@@ -129,7 +129,7 @@ def test_mini_menu_is_clean() -> None:
             'target: operator, when: "a = 1"}',
             [
                 "m.yaml:21:85: error: node 'main': bad condition: unexpected character '=' "
-                "(at offset 1)"
+                "(at offset 2)"
             ],
             id="bad-condition",
         ),
