@@ -1,0 +1,99 @@
+"""Templates: CLDR plurals, locale formats, masking, selects and template errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from menus.gsm import fits, is_gsm7, measure
+from menus.text import TemplateError, parse_template, render
+
+RU_POINTS = "{n, plural, one {# балл} few {# балла} many {# баллов} other {# балла}}"
+EN_POINTS = "{n, plural, one {# point} other {# points}}"
+
+
+@pytest.mark.parametrize(
+    ("n", "expected"),
+    [
+        (1, "1 балл"),
+        (2, "2 балла"),
+        (3, "3 балла"),
+        (5, "5 баллов"),
+        (11, "11 баллов"),
+        (21, "21 балл"),
+        (22, "22 балла"),
+        (0, "0 баллов"),
+        (1234, "1 234 балла"),
+        (1.5, "1,5 балла"),
+    ],
+)
+def test_russian_plurals(n: float, expected: str) -> None:
+    assert render(parse_template(RU_POINTS), {"n": n}, "ru") == expected
+
+
+@pytest.mark.parametrize(
+    ("n", "expected"), [(1, "1 point"), (5, "5 points"), (0, "0 points"), (1234, "1,234 points")]
+)
+def test_english_plurals(n: int, expected: str) -> None:
+    assert render(parse_template(EN_POINTS), {"n": n}, "en") == expected
+
+
+def test_numbers_dates_and_phones_per_locale() -> None:
+    template = parse_template("{n, number} | {d, date} | {p, phone}")
+    scope = {"n": 1234567, "d": dt.date(2026, 5, 9), "p": "+79161234567"}
+    expected_ru = "1 234 567 | 9 мая 2026 г. | +7916*****67"  # noqa: RUF001
+    assert render(template, scope, "ru") == expected_ru
+    assert render(template, scope, "en") == "1,234,567 | May 9, 2026 | +7916*****67"
+    # ISO strings and datetimes are dates too; missing values render empty.
+    assert render(parse_template("{d, date}"), {"d": "2026-05-09T10:00:00+00:00"}, "en") == (
+        "May 9, 2026"
+    )
+    assert render(parse_template("[{x}] [{x, date}]"), {}, "en") == "[] []"
+
+
+def test_select_and_nested_placeholders() -> None:
+    template = parse_template("{k, select, accrual {+{n}} other {-{n}}}")
+    assert render(template, {"k": "accrual", "n": 5}, "en") == "+5"
+    assert render(template, {"k": "redemption", "n": 5}, "en") == "-5"
+
+
+def test_hash_outside_plural_and_in_values_is_literal() -> None:
+    assert render(parse_template("#{v}"), {"v": "#1"}, "en") == "##1"
+    template = parse_template("{n, plural, one {# x {v}} other {# y {v}}}")
+    assert render(template, {"n": 2, "v": "#"}, "en") == "2 y #"
+
+
+@pytest.mark.parametrize(
+    ("source", "message", "position"),
+    [
+        ("a {b", "unclosed '{'", 2),
+        ("a } b", "'}' without '{'", 2),
+        ("{}", "bad placeholder name ''", 1),
+        ("{a.__class__}", "bad placeholder name 'a.__class__'", 1),
+        ("{a, upper}", "unknown format 'upper' (use date, number, phone, plural, select)", 1),
+        ("{a, plural}", "a plural needs branches: ... other {...}", 1),
+        ("{a, plural, one {x}}", "a plural needs an 'other' branch", 11),
+        ("{a, plural, lots {x} other {y}}", "unknown plural category 'lots'", 12),
+        ("{a, number, x}", "only plural and select placeholders take branches", 1),
+    ],
+)
+def test_template_errors(source: str, message: str, position: int) -> None:
+    with pytest.raises(TemplateError) as caught:
+        parse_template(source)
+    assert str(caught.value) == message
+    assert caught.value.position == position
+
+
+def test_gsm7_measure() -> None:
+    assert is_gsm7("Hello @£$ {}[]~")
+    assert measure("abc").units == 3
+    assert measure("a{}").units == 5  # extension characters count two septets
+    assert measure("€").units == 2
+    cyrillic = measure("Баланс")
+    assert (cyrillic.units, cyrillic.gsm7) == (6, False)
+    assert fits("ж" * 80, 182, 80)
+    assert not fits("ж" * 81, 182, 80)
+    assert fits("[" * 91, 182, 80)
+    assert not fits("[" * 92, 182, 80)
+    assert measure("😀").units == 2  # UTF-16 surrogate pair
