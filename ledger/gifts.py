@@ -1,0 +1,453 @@
+"""Gifts between subscribers, held in escrow until resolved.
+
+A gift debits the sender into the escrow account at once. It is then
+resolved exactly once by one guarded state change (``UPDATE ... WHERE status
+= 'pending'``): accepted by the recipient (escrow -> recipient, as new lots
+keeping the expiry dates of the sender's lots), declined by the recipient or
+cancelled by the sender (escrow -> the sender's original lots), or expired by
+the sweeper (likewise). Accept, decline and cancel check ``expires_at``
+themselves, so a gift past its expiry can only be expired, whenever the
+sweeper happens to run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from ledger import _accounts
+from ledger._accounts import SubscriberRow
+from ledger._tx import (
+    Op,
+    begin_operation,
+    complete_operation,
+    request_hash,
+    run_operation,
+    with_retries,
+)
+from ledger.clock import SYSTEM_CLOCK, Clock
+from ledger.errors import Code
+from ledger.msisdn import normalize, try_normalize
+from ledger.points import enrolled_code
+from ledger.results import (
+    GiftAccepted,
+    GiftCancelled,
+    GiftDeclined,
+    GiftSent,
+    Outcome,
+    PendingGift,
+    PendingGifts,
+)
+from ledger.settings import DEFAULT_SETTINGS, LedgerSettings
+
+
+def day_start(moment: datetime, timezone: str) -> datetime:
+    """Midnight of ``moment``'s calendar day in ``timezone``."""
+    zone = ZoneInfo(timezone)
+    return datetime.combine(moment.astimezone(zone).date(), time(), tzinfo=zone)
+
+
+async def gift(
+    pool: asyncpg.Pool,
+    sender: str,
+    recipient: str,
+    points: int,
+    *,
+    key: str,
+    clock: Clock = SYSTEM_CLOCK,
+    settings: LedgerSettings = DEFAULT_SETTINGS,
+) -> Outcome[GiftSent]:
+    """Send points to another subscriber; they wait in escrow until resolved.
+
+    Codes, in the order they are checked: not_enrolled, blocked (sender),
+    invalid_recipient, self_gift, below_minimum, above_maximum,
+    recipient_not_enrolled, daily_cap_exceeded, insufficient_points.
+    """
+    sender_number = normalize(sender, settings.default_region)
+    recipient_number = try_normalize(recipient, settings.default_region)
+    if isinstance(points, bool) or not isinstance(points, int):
+        raise TypeError(f"points must be an int, not {type(points).__name__}")
+
+    async def body(op: Op) -> Outcome[GiftSent]:  # noqa: PLR0911 - one return per rule
+        src = await _accounts.find_subscriber(op.conn, sender_number)
+        code = enrolled_code(src)
+        if src is None or code is not Code.OK:
+            return Outcome(code)
+        op.subscriber_id = src.id
+        if recipient_number is None:
+            return Outcome(Code.INVALID_RECIPIENT)
+        if recipient_number == sender_number:
+            return Outcome(Code.SELF_GIFT)
+        if points < settings.gift_min_points:
+            return Outcome(Code.BELOW_MINIMUM, details={"minimum": settings.gift_min_points})
+        if points > settings.gift_max_points:
+            return Outcome(Code.ABOVE_MAXIMUM, details={"maximum": settings.gift_max_points})
+        dst = await _accounts.find_subscriber(op.conn, recipient_number)
+        if dst is None or dst.status != "active":
+            return Outcome(Code.RECIPIENT_NOT_ENROLLED)
+
+        # The sender's lock serialises their gifts, so the cap holds under races.
+        await _accounts.lock_accounts(op.conn, [src.account_id])
+        sent_today: int = await op.conn.fetchval(
+            "SELECT coalesce(sum(points), 0)::bigint FROM gifts "
+            "WHERE sender_id = $1 AND created_at >= $2 AND status <> 'cancelled'",
+            src.id,
+            day_start(op.now, settings.timezone),
+        )
+        if sent_today + points > settings.gift_daily_cap_points:
+            allowance = max(0, settings.gift_daily_cap_points - sent_today)
+            return Outcome(
+                Code.DAILY_CAP_EXCEEDED,
+                details={"cap": settings.gift_daily_cap_points, "allowance": allowance},
+            )
+        debited = await _accounts.debit(op, src.account_id, points, "escrow")
+        if not debited.done:
+            return Outcome(Code.INSUFFICIENT_POINTS, details={"available": debited.available})
+        row = await op.conn.fetchrow(
+            "INSERT INTO gifts (sender_id, recipient_id, points, created_at, expires_at, "
+            "operation_id) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, expires_at",
+            src.id,
+            dst.id,
+            points,
+            op.now,
+            op.now + settings.gift_ttl,
+            op.id,
+        )
+        assert row is not None
+        await _accounts.emit(
+            op,
+            "gift_received",
+            dst.msisdn,
+            {
+                "language": dst.language,
+                "gift_id": row["id"],
+                "sender": src.msisdn,
+                "points": points,
+                "expires_at": row["expires_at"].isoformat(),
+            },
+        )
+        return Outcome(
+            Code.OK,
+            GiftSent(row["id"], points, dst.msisdn, row["expires_at"], debited.available),
+        )
+
+    return await run_operation(
+        pool,
+        kind="gift",
+        key=key,
+        request={
+            "sender": sender_number,
+            "recipient": recipient_number or recipient.strip(),
+            "points": points,
+        },
+        value_type=GiftSent,
+        body=body,
+        clock=clock,
+        settings=settings,
+    )
+
+
+async def pending_gifts(
+    pool: asyncpg.Pool,
+    recipient: str,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+    settings: LedgerSettings = DEFAULT_SETTINGS,
+) -> Outcome[PendingGifts]:
+    """Gifts waiting for the recipient's answer, oldest first. Code: ok."""
+    number = normalize(recipient, settings.default_region)
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT g.id, s.msisdn AS sender, g.points, g.created_at, g.expires_at "
+            "FROM gifts g JOIN subscribers r ON r.id = g.recipient_id "
+            "JOIN subscribers s ON s.id = g.sender_id "
+            "WHERE r.msisdn = $1 AND g.status = 'pending' AND g.expires_at > $2 "
+            "ORDER BY g.created_at, g.id",
+            number,
+            clock.now(),
+        )
+    items = [
+        PendingGift(row["id"], row["sender"], row["points"], row["created_at"], row["expires_at"])
+        for row in rows
+    ]
+    return Outcome(Code.OK, PendingGifts(items, len(items)))
+
+
+# -- resolution -----------------------------------------------------------------
+
+_OLDEST_PENDING = """
+SELECT id FROM gifts
+WHERE recipient_id = $1 AND status = 'pending' AND expires_at > $2
+ORDER BY created_at, id LIMIT 1
+FOR UPDATE
+"""
+_GIFT_COLUMNS = "id, sender_id, recipient_id, points, operation_id, expires_at"
+
+
+async def _resolve(
+    op: Op, party: str, party_id: int, gift_id: int | None, new_status: str
+) -> tuple[asyncpg.Record | None, Code]:
+    """The one guarded state change of a gift, by its recipient or sender.
+
+    ``party`` is ``recipient_id`` or ``sender_id``: a gift of someone else is
+    reported as ``no_pending_gift``, never revealed.
+    """
+    assert party in ("recipient_id", "sender_id")
+    if gift_id is None:
+        gift_id = await op.conn.fetchval(_OLDEST_PENDING, party_id, op.now)
+        if gift_id is None:
+            return None, Code.NO_PENDING_GIFT
+    row = await op.conn.fetchrow(
+        f"UPDATE gifts SET status = $3, resolved_at = $4, resolve_operation_id = $5 "  # noqa: S608 - party is one of two constants
+        f"WHERE id = $1 AND {party} = $2 AND status = 'pending' AND expires_at > $4 "
+        f"RETURNING {_GIFT_COLUMNS}",
+        gift_id,
+        party_id,
+        new_status,
+        op.now,
+        op.id,
+    )
+    if row is not None:
+        return row, Code.OK
+    found = await op.conn.fetchrow(
+        f"SELECT status, expires_at FROM gifts WHERE id = $1 AND {party} = $2",  # noqa: S608
+        gift_id,
+        party_id,
+    )
+    if found is None:
+        return None, Code.NO_PENDING_GIFT
+    if found["status"] == "expired" or (
+        found["status"] == "pending" and found["expires_at"] <= op.now
+    ):
+        return None, Code.GIFT_EXPIRED
+    return None, Code.GIFT_NOT_PENDING
+
+
+async def _return_to_sender(op: Op, gift_row: asyncpg.Record) -> tuple[SubscriberRow, int]:
+    """Escrow -> the sender's original lots; the sender and their new balance."""
+    sender = await _accounts.subscriber_by_id(op.conn, gift_row["sender_id"])
+    await _accounts.lock_accounts(op.conn, [sender.account_id])
+    shares = await _accounts.consumed_by(op.conn, gift_row["operation_id"])
+    await _accounts.restore(op, sender.account_id, shares, "escrow")
+    return sender, await _accounts.available_points(op.conn, sender.account_id, op.now)
+
+
+def _gift_payload(language: str, gift_row: asyncpg.Record, **extra: Any) -> dict[str, Any]:
+    return {"language": language, "gift_id": gift_row["id"], "points": gift_row["points"], **extra}
+
+
+async def accept_gift(
+    pool: asyncpg.Pool,
+    recipient: str,
+    gift_id: int | None = None,
+    *,
+    key: str,
+    clock: Clock = SYSTEM_CLOCK,
+    settings: LedgerSettings = DEFAULT_SETTINGS,
+) -> Outcome[GiftAccepted]:
+    """Take a pending gift (the given one or the oldest).
+
+    Codes: ok, no_pending_gift, gift_expired, gift_not_pending.
+    """
+    number = normalize(recipient, settings.default_region)
+
+    async def body(op: Op) -> Outcome[GiftAccepted]:
+        dst = await _accounts.find_subscriber(op.conn, number)
+        if dst is None:
+            return Outcome(Code.NO_PENDING_GIFT)
+        op.subscriber_id = dst.id
+        row, code = await _resolve(op, "recipient_id", dst.id, gift_id, "accepted")
+        if row is None:
+            return Outcome(code)
+        await _accounts.lock_accounts(op.conn, [dst.account_id])
+        shares = await _accounts.consumed_by(op.conn, row["operation_id"])
+        # The points keep the expiry dates they had with the sender.
+        await _accounts.credit_new_lots(
+            op,
+            dst.account_id,
+            [(share.amount, share.expires_at, share.lot_id) for share in shares],
+            "escrow",
+        )
+        sender = await _accounts.subscriber_by_id(op.conn, row["sender_id"])
+        await _accounts.emit(
+            op, "gift_accepted", sender.msisdn,
+            _gift_payload(sender.language, row, recipient=dst.msisdn),
+        )  # fmt: skip
+        available = await _accounts.available_points(op.conn, dst.account_id, op.now)
+        remaining = await _accounts.pending_gift_count(op.conn, dst.id, op.now)
+        return Outcome(
+            Code.OK, GiftAccepted(row["id"], row["points"], sender.msisdn, available, remaining)
+        )
+
+    return await run_operation(
+        pool,
+        kind="accept_gift",
+        key=key,
+        request={"recipient": number, "gift_id": gift_id},
+        value_type=GiftAccepted,
+        body=body,
+        clock=clock,
+        settings=settings,
+    )
+
+
+async def decline_gift(
+    pool: asyncpg.Pool,
+    recipient: str,
+    gift_id: int | None = None,
+    *,
+    key: str,
+    clock: Clock = SYSTEM_CLOCK,
+    settings: LedgerSettings = DEFAULT_SETTINGS,
+) -> Outcome[GiftDeclined]:
+    """Refuse a pending gift (the given one or the oldest); points go back to the sender.
+
+    Codes: ok, no_pending_gift, gift_expired, gift_not_pending.
+    """
+    number = normalize(recipient, settings.default_region)
+
+    async def body(op: Op) -> Outcome[GiftDeclined]:
+        dst = await _accounts.find_subscriber(op.conn, number)
+        if dst is None:
+            return Outcome(Code.NO_PENDING_GIFT)
+        op.subscriber_id = dst.id
+        row, code = await _resolve(op, "recipient_id", dst.id, gift_id, "declined")
+        if row is None:
+            return Outcome(code)
+        sender, _ = await _return_to_sender(op, row)
+        await _accounts.emit(
+            op, "gift_declined", sender.msisdn,
+            _gift_payload(sender.language, row, recipient=dst.msisdn),
+        )  # fmt: skip
+        remaining = await _accounts.pending_gift_count(op.conn, dst.id, op.now)
+        return Outcome(Code.OK, GiftDeclined(row["id"], row["points"], sender.msisdn, remaining))
+
+    return await run_operation(
+        pool,
+        kind="decline_gift",
+        key=key,
+        request={"recipient": number, "gift_id": gift_id},
+        value_type=GiftDeclined,
+        body=body,
+        clock=clock,
+        settings=settings,
+    )
+
+
+async def cancel_gift(
+    pool: asyncpg.Pool,
+    sender: str,
+    gift_id: int,
+    *,
+    key: str,
+    clock: Clock = SYSTEM_CLOCK,
+    settings: LedgerSettings = DEFAULT_SETTINGS,
+) -> Outcome[GiftCancelled]:
+    """The sender takes back a gift still pending.
+
+    Codes: ok, no_pending_gift, gift_expired, gift_not_pending.
+    """
+    number = normalize(sender, settings.default_region)
+
+    async def body(op: Op) -> Outcome[GiftCancelled]:
+        src = await _accounts.find_subscriber(op.conn, number)
+        if src is None:
+            return Outcome(Code.NO_PENDING_GIFT)
+        op.subscriber_id = src.id
+        row, code = await _resolve(op, "sender_id", src.id, gift_id, "cancelled")
+        if row is None:
+            return Outcome(code)
+        _, available = await _return_to_sender(op, row)
+        dst = await _accounts.subscriber_by_id(op.conn, row["recipient_id"])
+        await _accounts.emit(
+            op, "gift_cancelled", dst.msisdn, _gift_payload(dst.language, row, sender=src.msisdn)
+        )
+        return Outcome(Code.OK, GiftCancelled(row["id"], row["points"], dst.msisdn, available))
+
+    return await run_operation(
+        pool,
+        kind="cancel_gift",
+        key=key,
+        request={"sender": number, "gift_id": gift_id},
+        value_type=GiftCancelled,
+        body=body,
+        clock=clock,
+        settings=settings,
+    )
+
+
+# -- the sweeper ------------------------------------------------------------------
+
+_DUE_GIFTS = f"""
+SELECT {_GIFT_COLUMNS} FROM gifts
+WHERE status = 'pending' AND expires_at <= $1
+ORDER BY expires_at, id LIMIT $2
+FOR UPDATE SKIP LOCKED
+"""  # noqa: S608 - constant column list
+
+
+async def expire_gifts(
+    pool: asyncpg.Pool,
+    now: datetime | None = None,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+    settings: LedgerSettings = DEFAULT_SETTINGS,
+) -> int:
+    """Return gifts past their expiry to their senders; return how many.
+
+    Gifts locked by a concurrent accept/decline/cancel are skipped (that
+    transaction decides them; if it fails, the next run expires them). Each
+    gift's expiry is its own operation with the key ``expire-gift:<id>``.
+    """
+    moment = now or clock.now()
+    total = 0
+    while True:
+        count = await with_retries(settings, lambda: _expire_gift_batch(pool, moment, settings))
+        total += count
+        if count < settings.sweep_batch:
+            return total
+        await asyncio.sleep(0)
+
+
+async def _expire_gift_batch(pool: asyncpg.Pool, moment: datetime, settings: LedgerSettings) -> int:
+    async with pool.acquire() as conn, conn.transaction():
+        due = await conn.fetch(_DUE_GIFTS, moment, settings.sweep_batch)
+        if not due:
+            return 0
+        senders = {
+            row["sender_id"]: await _accounts.subscriber_by_id(conn, row["sender_id"])
+            for row in due
+        }
+        await _accounts.lock_accounts(conn, [s.account_id for s in senders.values()])
+        for row in due:
+            key = f"expire-gift:{row['id']}"
+            op_pk = await begin_operation(
+                conn, key, "expire_gift", request_hash("expire_gift", {"gift": row["id"]}), moment
+            )
+            assert op_pk is not None, f"gift {row['id']} was expired twice"
+            sender = senders[row["sender_id"]]
+            op = Op(conn, op_pk, key, moment, settings, subscriber_id=sender.id)
+            await conn.execute(
+                "UPDATE gifts SET status = 'expired', resolved_at = $2, resolve_operation_id = $3 "
+                "WHERE id = $1 AND status = 'pending'",
+                row["id"],
+                moment,
+                op_pk,
+            )
+            shares = await _accounts.consumed_by(conn, row["operation_id"])
+            await _accounts.restore(op, sender.account_id, shares, "escrow")
+            recipient = await _accounts.subscriber_by_id(conn, row["recipient_id"])
+            await _accounts.emit(
+                op, "gift_expired", recipient.msisdn,
+                _gift_payload(recipient.language, row, sender=sender.msisdn),
+            )  # fmt: skip
+            await _accounts.emit(
+                op, "gift_returned", sender.msisdn,
+                _gift_payload(sender.language, row, recipient=recipient.msisdn),
+            )  # fmt: skip
+            await complete_operation(op, Outcome(Code.OK, details={"gift_id": row["id"]}))
+        return len(due)
