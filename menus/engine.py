@@ -663,8 +663,10 @@ class _Hop:
             screen = self.ivr_screen(node, page, len(pages), final, handoff)
         else:
             text = page.text
+            page_limits = menu.page_limits(state.language)
             if self.error:
-                text = _with_error(self.error, text, menu.page_limits(state.language))
+                text = _with_error(self.error, text, page_limits)
+            text = _clip(text, page_limits)
             screen = Screen(
                 node=state.node,
                 text=text,
@@ -718,6 +720,15 @@ class _Hop:
             page=state.page,
             pages=pages,
         )
+
+
+def _clip(text: str, page: PageLimits) -> str:
+    """Last resort for values longer than declared: drop whole words until the page fits."""
+    while not page.fits(text) and " " in text.strip():
+        text = text.rstrip().rsplit(" ", 1)[0]
+    while not page.fits(text):
+        text = text[:-1]
+    return text
 
 
 def _with_error(error: str, text: str, page: PageLimits) -> str:

@@ -108,7 +108,7 @@ def paginate(
     appears when ``back`` is true and on every page after the first (there it
     returns to the previous page); the more line on every page but the last.
     A header too long for one page is split between words; an entry is never
-    split (one that cannot fit alone is put on a page by itself).
+    split across pages (one that cannot fit alone is shortened by whole words).
     """
     sep = limits.sep
 
@@ -119,7 +119,12 @@ def paginate(
         return sep.join([line for line in lines if line] + tail)
 
     def line_of(key_text: str, entry: str) -> str:
-        return f"{key_text}. {entry}" if key_text else entry
+        line = f"{key_text}. {entry}" if key_text else entry
+        # An entry longer than a page (a value over its declared length) loses
+        # whole words at its end, so the page keeps its navigation lines.
+        while " " in line and not limits.fits(compose([line], 1, more=True)):
+            line = line.rsplit(" ", 1)[0]
+        return line
 
     labelled = [line_of(key(i, i), e) for i, e in enumerate(entries)]
     if len(entries) <= limits.max_entries:

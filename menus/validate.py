@@ -446,12 +446,20 @@ class _Validator:
         title = self.worst((*base, "text"), node.text, language) if hasattr(node, "text") else ""
         final = node.kind in FINAL_KINDS
         if isinstance(node, MenuNode):
-            entries = [
-                self.worst((*base, "options", i, "label"), o.label, language)
-                for i, o in enumerate(node.options)
-                if o.channels is None or "ussd" in o.channels
+            shown = [
+                (index, option)
+                for index, option in enumerate(node.options)
+                if option.channels is None or "ussd" in option.channels
             ]
-            keys = [o.key for o in node.options if o.channels is None or "ussd" in o.channels]
+            entries = [
+                self.worst((*base, "options", index, "label"), option.label, language)
+                for index, option in shown
+            ]
+            keys = [option.key for _index, option in shown]
+            for (index, option), entry in zip(shown, entries, strict=True):
+                alone = "\n".join([f"{option.key}. {entry}", page.more_line, page.back_line])
+                where = (*base, "options", index, "label")
+                self.fit(page, alone, where, language, f"option {option.key}")
             pages = paginate(title, entries, page, back=True, key=lambda _p, i: keys[i])
             for number, laid in enumerate(pages, 1):
                 self.fit(page, laid.text, (*base, "text"), language, f"page {number}")

@@ -235,7 +235,7 @@ def test_single_option_too_long_for_a_page_is_an_error() -> None:
     label = "Очень " * 14
     found = diagnostics('label: {ru: "Баланс"', f'label: {{ru: "{label}"')
     assert found == [
-        "m.yaml:18:5: error: node 'main': ru: page 2 is too long for one USSD page: "
+        "m.yaml:20:20: error: node 'main': ru: option 1 is too long for one USSD page: "
         "104 UCS-2 characters, limit 80"
     ]
 
