@@ -692,7 +692,11 @@ class _Hop:
             if page.text or audio:
                 prompts.append(Prompt(page.text, audio))
         option_text = menu.texts["ivr_option"]
+        read_only = isinstance(node, ListNode) and not node.selectable
         for position, index in enumerate(page.entries):
+            if read_only:
+                prompts.append(Prompt(self.labels[index]))
+                continue
             key = self.keys[index] if self.keys else str(position + 1)
             scope = {"label": self.labels[index], "key": key}
             prompts.append(Prompt(option_text.render_voice(language, scope)))

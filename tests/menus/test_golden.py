@@ -1,0 +1,147 @@
+"""Golden conversations on the default menu: every branch, both channels, both languages.
+
+Each script is inputs plus the backend's answers; the expected screens live in
+``golden/default_menu.json``. After an intended change of the menu, rewrite
+them with ``UPDATE_GOLDEN=1 .venv/bin/pytest tests/menus/test_golden.py`` and
+review the diff like code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from menu_harness import ScriptedOperations, catalog
+
+from menus import Menu, OperationResult
+
+GOLDEN = Path(__file__).with_name("golden") / "default_menu.json"
+R = OperationResult
+
+# name -> (inputs, answers); the same script runs on USSD and IVR, in ru and en.
+SCRIPTS: dict[str, tuple[list[str | None], dict[str, Any]]] = {
+    "balance": (["1", "1"], {}),
+    "balance_expiring": (
+        ["1"],
+        {
+            "balance": R(
+                "ok",
+                {
+                    "available": 21,
+                    "pending_in": 0,
+                    "expiring_points": 5,
+                    "expiring_date": "2026-06-30",
+                },
+            )
+        },
+    ),
+    "balance_back": (["1", "0"], {}),
+    "history": (["2"], {}),
+    "history_empty": (["2", "1"], {"history": R("ok", {"items": []})}),
+    "spend_redeem": (["3", "1", "2", "1"], {}),
+    "spend_decline": (["3", "2", "1", "2"], {}),
+    "spend_all_paged": (["3", "3", "99", "9", "1", "1"], {"catalog": catalog(8)}),
+    "spend_short": (["3", "1", "1", "1"], {"redeem": R("insufficient_points")}),
+    "spend_empty": (["3", "1", "1"], {"catalog": R("ok", {"items": []})}),
+    "gift_ok": (["4", "89161234567", "150", "1"], {}),
+    "gift_bad_number_then_ok": (["4", "123", "+7 916 123-45-67", "0", "89161234567"], {}),
+    "gift_cancel": (["4", "89161234567", "150", "2"], {}),
+    "gift_amount_fails": (["4", "89161234567", "abc", "x", "999999"], {}),
+    "pending_accept": (["5", "1", "1"], {}),
+    "pending_decline": (["5", "1", "2"], {}),
+    "pending_gone": (["5", "1", "1"], {"accept_gift": R("gift_expired")}),
+    "pending_empty": (["5"], {"pending_gifts": R("ok", {"items": [], "count": 0})}),
+    "language_switch": (["6", "2"], {}),
+    "language_switch_ru": (["6", "1"], {}),
+    "operator_key": (["0"], {}),
+    "operator_option": (["7"], {}),
+    "timeouts": ([None, None, None], {}),
+    "wrong_keys": (["8", "8", "8"], {}),
+    "not_enrolled_join": (["1", "1", "1"], {"subscriber": R("ok", {"status": "not_enrolled"})}),
+    "not_enrolled_no": (["1", "2"], {"subscriber": R("ok", {"status": "not_enrolled"})}),
+    "not_enrolled_blocked": (
+        ["1", "1"],
+        {"subscriber": R("ok", {"status": "not_enrolled"}), "enroll": R("blocked")},
+    ),
+    "blocked": ([], {"subscriber": R("ok", {"status": "blocked"})}),
+    "backend_down": ([], {"subscriber": R("unavailable")}),
+    "balance_down": (["1"], {"balance": R("unavailable")}),
+}
+for _code in (
+    "invalid_recipient",
+    "recipient_not_enrolled",
+    "self_gift",
+    "insufficient_points",
+    "below_minimum",
+    "above_maximum",
+    "daily_cap_exceeded",
+    "not_enrolled",
+    "blocked",
+    "unavailable",
+):
+    SCRIPTS[f"gift_{_code}"] = (["4", "89161234567", "150", "1"], {"gift": R(_code)})
+
+CASES = [
+    (name, channel, language)
+    for name in SCRIPTS
+    for channel in ("ussd", "ivr")
+    for language in ("ru", "en")
+]
+
+
+def _screen(result: Any) -> dict[str, Any]:
+    screen = result.screen
+    out: dict[str, Any] = {"node": screen.node}
+    if screen.ivr is not None or screen.prompts:
+        out["say"] = [p.audio or p.text for p in screen.prompts]
+    else:
+        out["text"] = screen.text
+    if screen.final:
+        out["final"] = True
+    if screen.handoff:
+        out["handoff"] = screen.handoff.reason
+    return out
+
+
+async def _converse(menu: Menu, name: str, channel: Any, language: str) -> list[dict[str, Any]]:
+    inputs, answers = SCRIPTS[name]
+    ops = ScriptedOperations(answers)
+    if "subscriber" not in answers:
+        ops.answers["subscriber"] = R("ok", {"status": "active", "language": language})
+    result = await menu.start(channel, ops, language=language)
+    screens = [_screen(result)]
+    for value in inputs:
+        if result.ended:
+            break
+        result = await menu.step(result.state, value, ops)
+        screens.append({"input": value, **_screen(result)})
+    return screens
+
+
+def _load() -> dict[str, Any]:
+    if GOLDEN.exists():
+        data: dict[str, Any] = json.loads(GOLDEN.read_text(encoding="utf-8"))
+        return data
+    return {}
+
+
+@pytest.mark.parametrize(("name", "channel", "language"), CASES)
+async def test_conversation(default_menu: Menu, name: str, channel: str, language: str) -> None:
+    key = f"{name}/{channel}/{language}"
+    got = await _converse(default_menu, name, channel, language)
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden = _load()
+        golden[key] = got
+        GOLDEN.write_text(
+            json.dumps(dict(sorted(golden.items())), ensure_ascii=False, indent=1) + "\n",
+            encoding="utf-8",
+        )
+    assert got == _load()[key]
+
+
+def test_golden_file_has_no_stale_conversations() -> None:
+    expected = {f"{n}/{c}/{lang}" for n, c, lang in CASES}
+    assert set(_load()) == expected
