@@ -34,6 +34,8 @@ from menus.model import (
     ConfirmNode,
     InputNode,
     IntegerValidator,
+    IvrNavigation,
+    IvrSettings,
     ListNode,
     MenuFile,
     MenuNode,
@@ -44,6 +46,8 @@ from menus.model import (
     RegexValidator,
     RouteNode,
     Text,
+    UssdNavigation,
+    UssdSettings,
 )
 from menus.operations import OK, OperationResult, Operations
 from menus.screen import Handoff, IvrHints, Page, PageLimits, Prompt, Screen, paginate
@@ -196,6 +200,7 @@ class Menu:
         self.conditions: dict[tuple[str, int], Expression] = {}
         self.regexes: dict[str, re.Pattern[str]] = {}
         self.warnings: list[Diagnostic] = []
+        self._page_limits: dict[str, PageLimits] = {}
         self.machine = self._compile()
         self._events = self.machine.events
 
@@ -319,7 +324,12 @@ class Menu:
     async def step(
         self, state: SessionState, user_input: str | None, ops: Operations
     ) -> StepResult:
-        """One hop: ``user_input`` is the subscriber's keys, or None when the input timed out."""
+        """One hop: ``user_input`` is the subscriber's keys, or None when the input timed out.
+
+        ``state`` must be of this version (``MenuRegistry.get(state.version)``).
+        """
+        if state.version != self.version:
+            raise ValueError(f"session of menu version {state.version}, not {self.version}")
         hop = _Hop(self, state.copy(), ops)
         if state.ended:
             return await hop.finish(accepted=False)
@@ -338,22 +348,26 @@ class Menu:
 
     # --------------------------------------------------------------- rendering
 
-    def settings_for(self, channel: Channel) -> Any:
+    def settings_for(self, channel: Channel) -> UssdSettings | IvrSettings:
         """The channel's settings block."""
         return self.model.channels.ivr if channel == "ivr" else self.model.channels.ussd
 
     def page_limits(self, language: str) -> PageLimits:
-        """USSD page limits with the navigation lines in ``language``."""
+        """USSD page limits with the navigation lines in ``language`` (cached)."""
+        cached = self._page_limits.get(language)
+        if cached is not None:
+            return cached
         ussd = self.model.channels.ussd
         more = self.texts["more"].render(language, {})
         back = self.texts["back"].render(language, {})
-        return PageLimits(
+        page = self._page_limits[language] = PageLimits(
             max_gsm7=ussd.max_gsm7,
             max_ucs2=ussd.max_ucs2,
             more_line=f"{ussd.navigation.more}. {more}",
             back_line=f"{ussd.navigation.back}. {back}",
             max_entries=limits.MAX_OPTIONS_PER_PAGE,
         )
+        return page
 
     def visible_options(
         self, node_id: str, node: MenuNode, channel: str, scope: Mapping[str, Any]
@@ -506,19 +520,20 @@ class _Hop:
 
     async def handle(self, text: str) -> StepResult:  # noqa: PLR0911, PLR0912 - one dispatch
         state, menu = self.state, self.menu
-        settings = menu.settings_for(state.channel)
-        nav = settings.navigation
+        ivr_nav = menu.model.channels.ivr.navigation
+        ussd_nav = menu.model.channels.ussd.navigation
+        nav: IvrNavigation | UssdNavigation = ivr_nav if state.channel == "ivr" else ussd_nav
         node = self.node
         if len(text) > limits.MAX_INPUT_LENGTH:
             return await self.invalid()
         if state.channel == "ivr":
-            if text == nav.repeat:
+            if text == ivr_nav.repeat:
                 return await self.finish(accepted=True)
-            if text == nav.operator:
+            if text == ivr_nav.operator:
                 self.reason = REASON_CALLER
                 self.fire("operator", remember=False)
                 return await self.finish(accepted=True)
-        elif text == nav.home:
+        elif text == ussd_nav.home:
             state.breadcrumb.clear()
             self.fire("home_ussd", remember=False)
             await self.settle()

@@ -61,3 +61,12 @@ def test_unknown_version(tmp_path: Path) -> None:
     registry = MenuRegistry.from_file(write(tmp_path, MINI))
     with pytest.raises(UnknownVersionError):
         registry.get("0000")
+
+
+async def test_step_refuses_a_state_of_another_version(tmp_path: Path) -> None:
+    registry = MenuRegistry.from_file(write(tmp_path, MINI))
+    ops = ScriptedOperations()
+    started = await registry.current.start("ussd", ops)
+    v2 = registry.reload(write(tmp_path, MINI.replace('en: "Done"', 'en: "Over"')))
+    with pytest.raises(ValueError, match="session of menu version"):
+        await v2.step(started.state, "1", ops)
