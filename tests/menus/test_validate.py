@@ -269,3 +269,21 @@ def test_sms_templates_longer_than_one_sms_are_warnings() -> None:
         "m.yaml:37:25: warning: ru text can take 71 UCS-2 characters, more than one SMS (70); "
         "it will be sent in parts"
     )
+
+
+def test_yaml_tags_cannot_construct_python_objects(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    hostile = MINI.replace(
+        "version: 1", f'version: !!python/object/apply:os.system ["touch {marker}"]'
+    )
+    model, found = validate_text(hostile, "m.yaml")
+    assert model is None
+    assert found
+    assert found[0].line == 1
+    assert not marker.exists()
+
+
+def test_duplicate_keys_are_reported() -> None:
+    [diagnostic] = validate_text(MINI.replace("version: 1", "version: 1\nversion: 2"), "m.yaml")[1]
+    assert diagnostic.line == 2
+    assert "duplicate" in diagnostic.message
