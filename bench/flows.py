@@ -1,0 +1,70 @@
+"""Flows as data: ``flows.yaml`` read into plain dicts the load generator can take as JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+FLOWS_FILE = Path(__file__).with_name("flows.yaml")
+KINDS = ("nav", "ledger", "handoff")
+CHANNELS = ("ussd", "ivr")
+
+
+class FlowError(ValueError):
+    """The flows file is malformed; the message names the flow and step."""
+
+
+def _expect(value: Any, where: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise FlowError(f"{where}: expect must be a string or a list of strings")
+
+
+def normalise_flow(name: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """A checked flow: ``{name, channel, needs, steps: [{name, input, expect, end, kind}]}``."""
+    channel = raw.get("channel", "ussd")
+    if channel not in CHANNELS:
+        raise FlowError(f"flow {name}: channel must be one of {CHANNELS}")
+    steps = []
+    for index, step in enumerate(raw.get("steps") or []):
+        where = f"flow {name} step {index + 1}"
+        kind = step.get("kind", "nav")
+        if kind not in KINDS:
+            raise FlowError(f"{where}: kind must be one of {KINDS}")
+        value = step.get("input", "")
+        steps.append(
+            {
+                "name": str(step.get("name", f"step{index + 1}")),
+                "input": None if value is None else str(value),
+                "expect": _expect(step.get("expect", ""), where),
+                "end": step.get("end"),
+                "kind": kind,
+                "record": bool(step.get("record", True)),
+            }
+        )
+    if not steps:
+        raise FlowError(f"flow {name}: no steps")
+    return {"name": name, "channel": channel, "needs": raw.get("needs"), "steps": steps}
+
+
+def load_flows(path: Path = FLOWS_FILE) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """``(flows by name, mixes)`` from the flows file; mixes are ``{mix: {flow: weight}}``."""
+    data = YAML(typ="safe").load(path.read_text("utf-8"))
+    flows = {name: normalise_flow(name, raw) for name, raw in (data.get("flows") or {}).items()}
+    mixes: dict[str, Any] = {}
+    for mix, weights in (data.get("mixes") or {}).items():
+        for flow in weights:
+            if flow not in flows:
+                raise FlowError(f"mix {mix}: unknown flow {flow}")
+        mixes[mix] = {flow: float(weight) for flow, weight in weights.items()}
+    mixes["baseline"] = mixes.get(str(data.get("baseline_mix", "navigation")), {})
+    return flows, mixes
+
+
+def mix_flows(flows: dict[str, dict[str, Any]], weights: dict[str, float]) -> list[dict[str, Any]]:
+    """The flows of one mix with their weights, ready for the load generator."""
+    return [{**flows[name], "weight": weight} for name, weight in weights.items() if weight > 0]

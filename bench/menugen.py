@@ -1,0 +1,88 @@
+"""Generated menus of any size, for the scaling runs.
+
+``generate(nodes)`` writes a valid menu file: a tree of ``menu`` nodes with
+seven children each (breadth first from ``main``); a node whose children would
+fall past the end leads back to ``main``. Pressing ``1`` is therefore always a
+valid move, whatever the depth of the session, and every hop is the same
+menu-to-menu transition — only the size of the menu and the depth change.
+No node runs an operation, so a hop costs the engine, Redis and HTTP only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+# Keys 1..7 lead down the tree; 8 leads to the operator (every node needs a
+# path to a final screen); 9 is the IVR "more" key and stays free.
+BRANCHING = 7
+OPERATOR_KEY = "8"
+# Nodes that are not part of the tree: the operator handoff and the outage message.
+FIXED_NODES = ("operator", "try_later")
+
+HEADER = {
+    "version": 1,
+    "languages": ["en", "ru"],
+    "default_language": "en",
+    "entry": {
+        "ussd": {"code": "*111*455#", "start": "n0", "home": "n0"},
+        "ivr": {"code": "0890", "start": "n0", "home": "n0"},
+    },
+    "operator": "operator",
+    "unavailable": "try_later",
+    "texts": {
+        "more": {"en": "More", "ru": "More"},
+        "back": {"en": "Back", "ru": "Back"},
+        "yes": {"en": "Yes", "ru": "Yes"},
+        "no": {"en": "No", "ru": "No"},
+        "invalid_input": {"en": "Invalid choice.", "ru": "Invalid choice."},
+        "ivr_option": {"en": "For {label}, press {key}.", "ru": "For {label}, press {key}."},
+        "session_expired": {"en": "Session expired.", "ru": "Session expired."},
+        "try_later": {"en": "Please try later.", "ru": "Please try later."},
+        "resume_offer": {"en": "Continue where you left?", "ru": "Continue where you left?"},
+    },
+}
+
+
+def _text(value: str) -> dict[str, str]:
+    return {"en": value, "ru": value}
+
+
+def menu_document(nodes: int) -> dict[str, object]:
+    """The menu as a JSON-compatible document (YAML is a superset of JSON)."""
+    tree = max(1, nodes - len(FIXED_NODES))
+    body: dict[str, object] = {}
+    for index in range(tree):
+        options = []
+        for key in range(1, BRANCHING + 1):
+            child = index * BRANCHING + key
+            if child < tree:
+                options.append(
+                    {"key": str(key), "label": _text(f"Go {child}"), "target": f"n{child}"}
+                )
+        if not options:
+            options = [{"key": "1", "label": _text("Main"), "target": "n0"}]
+        options.append({"key": OPERATOR_KEY, "label": _text("Operator"), "target": "operator"})
+        body[f"n{index}"] = {"kind": "menu", "text": _text(f"Node {index}"), "options": options}
+    body["operator"] = {"kind": "operator", "text": _text("Connecting you to an operator.")}
+    body["try_later"] = {"kind": "message", "text": _text("Please try later.")}
+    return {**HEADER, "nodes": body}
+
+
+def generate(nodes: int, path: Path) -> Path:
+    """Write a menu of ``nodes`` nodes to ``path``."""
+    path.write_text(json.dumps(menu_document(nodes), ensure_ascii=False, indent=1), "utf-8")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("nodes", type=int)
+    parser.add_argument("output", type=Path)
+    args = parser.parse_args()
+    generate(args.nodes, args.output)
+
+
+if __name__ == "__main__":
+    main()
