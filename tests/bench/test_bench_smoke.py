@@ -1,0 +1,117 @@
+"""Smoke tests of the load harness: tiny runs against real servers, no timing assertions."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import menugen, micro, report
+from bench.flows import load_flows, mix_flows
+from bench.loadgen import percentiles, run_load
+from bench.procs import Monitor, Server, free_port
+from bench.seed import population
+from menus import validate_file
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def baseline(servers, tmp_path):
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.baseline", "--port", str(port)]
+    argv += ["--redis-url", servers.redis_url]
+    server = Server("baseline", argv, port, tmp_path / "baseline.log", {"PYTHONPATH": str(ROOT)})
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_flows_file_names_known_flows_and_kinds():
+    flows, mixes = load_flows()
+    assert {"navigation", "ledger", "realistic", "ledger_burst", "baseline"} <= set(mixes)
+    kinds = {step["kind"] for flow in flows.values() for step in flow["steps"]}
+    assert kinds == {"nav", "ledger", "handoff"}
+    assert all(flow["steps"][0]["input"] == "" for flow in flows.values())
+
+
+async def test_load_generator_against_the_baseline_reports_every_field(baseline):
+    flows, mixes = load_flows()
+    people = population(4, 0)
+    config = {
+        "host": "127.0.0.1",
+        "port": baseline.port,
+        "connections": 4,
+        "warmup_s": 0.3,
+        "duration_s": 1.0,
+        "seed": 1,
+        "flows": mix_flows(flows, mixes["baseline"]),
+        "users": people.users,
+        "check_text": False,
+        "run_id": "smoke",
+    }
+    with Monitor({"baseline": baseline.pid}) as monitor:
+        before = monitor.usage()
+        result = await run_load(config)
+        after = monitor.usage()
+    assert result["errors"] == 0, result["error_samples"]
+    assert result["warmup_errors"] == 0
+    assert result["hops"] > 0
+    assert result["hops_per_s"] > 0
+    assert set(result["all"]) == {"count", "mean", "p50", "p95", "p99", "max"}
+    assert result["all"]["p50"] <= result["all"]["p99"] <= result["all"]["max"]
+    assert "nav" in result["kinds"]
+    assert any(key.startswith("ivr_balance/") for key in result["steps"])
+    assert result["client_cpu_share"] > 0
+    assert after.cpu["baseline"] > before.cpu["baseline"]
+
+
+async def test_staged_burst_measures_only_last_steps(baseline):
+    flows, mixes = load_flows()
+    config = {
+        "host": "127.0.0.1",
+        "port": baseline.port,
+        "connections": 2,
+        "warmup_s": 0.0,
+        "duration_s": 30.0,
+        "seed": 1,
+        "flows": mix_flows(flows, mixes["ledger_burst"]),
+        "users": population(2, 0).users,
+        "check_text": False,
+        "run_id": "burst",
+        "staged_sessions": 3,
+    }
+    result = await run_load(config)
+    assert result["errors"] == 0, result["error_samples"]
+    assert result["hops"] == 6
+    assert set(result["kinds"]) == {"ledger"}
+
+
+def test_generated_menus_are_valid(tmp_path):
+    for nodes in (10, 100):
+        path = menugen.generate(nodes, tmp_path / f"menu-{nodes}.yaml")
+        assert validate_file(path) == []
+
+
+def test_engine_micro_benchmark_and_report_render(tmp_path):
+    result = micro.run([20], [1, 3], tmp_path, 0.01)
+    assert set(result["sizes"]["20"]["depths"]) == {"1", "3"}
+    phase = {
+        "connections": 2, "hops_per_s": 10.0, "window_s": 1.0, "hops": 10,
+        "all": percentiles([1.0, 2.0, 3.0]), "kinds": {"nav": {**percentiles([1.0]), "per_s": 1.0}},
+        "steps": {"f/s": {"kind": "nav", **percentiles([1.0])}}, "errors": 0, "warmup_errors": 0,
+        "error_samples": [], "cpu_cores": {"service": 0.5}, "cpu_us_per_hop": {"service": 100.0},
+        "client_cpu_share": 0.1, "peak_rss_mb": {"service": 50.0},
+    }  # fmt: skip
+    results = {
+        "machine": {"date": "d", "nproc": 2, "memory_gib": 1, "python": "3.11", "commit": "x",
+                    "dirty_files": 0},
+        "phases": {"baseline": {**phase, "server": "baseline"},
+                   "navigation": {**phase, "server": "ussd-service"}},
+        "micro": result,
+    }  # fmt: skip
+    text = report.render(results)
+    assert "navigation >= 0.5x baseline hops/s" in text
+    assert "1.00x" in text
+    assert report.errors(results) == 0
