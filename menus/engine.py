@@ -321,6 +321,17 @@ class Menu:
                 break
         return replace(result, operations=tuple(calls))
 
+    async def show(self, state: SessionState, ops: Operations) -> StepResult:
+        """Render the session's current screen again without taking input.
+
+        Used to resume a dropped session: nothing is stepped, so no operation
+        of an action node runs again (a list node reloads its read-only items).
+        """
+        hop = _Hop(self, state.copy(), ops)
+        if state.node not in self.nodes:
+            return await hop.jump(self.model.operator, REASON_UNKNOWN_NODE)
+        return await hop.finish(accepted=True)
+
     async def step(
         self, state: SessionState, user_input: str | None, ops: Operations
     ) -> StepResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from menus.engine import Menu
@@ -18,15 +19,19 @@ class MenuRegistry:
     readers never see a half-loaded menu.
     """
 
-    def __init__(self, menu: Menu) -> None:
+    def __init__(self, menu: Menu, service_texts: Sequence[str] = ()) -> None:
+        self.service_texts = tuple(service_texts)
         self._versions: dict[str, Menu] = {menu.version: menu}
         self._current = menu
         self._lock = threading.Lock()
 
     @classmethod
-    def from_file(cls, path: str | Path) -> MenuRegistry:
-        """A registry whose first version is the file at ``path`` (raises MenuError)."""
-        return cls(load_menu(path))
+    def from_file(cls, path: str | Path, service_texts: Sequence[str] = ()) -> MenuRegistry:
+        """A registry whose first version is the file at ``path`` (raises MenuError).
+
+        Every version it loads must define ``service_texts`` besides the engine's texts.
+        """
+        return cls(load_menu(path, service_texts), service_texts)
 
     @property
     def current(self) -> Menu:
@@ -47,7 +52,7 @@ class MenuRegistry:
 
     def reload(self, path: str | Path) -> Menu:
         """Load ``path`` and make it current; on MenuError the current version stays."""
-        menu = load_menu(path)  # raises MenuError before anything changes
+        menu = load_menu(path, self.service_texts)  # raises MenuError before anything changes
         with self._lock:
             self._current = self._versions.setdefault(menu.version, menu)
         return self._current

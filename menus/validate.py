@@ -171,9 +171,12 @@ def _texts_in(model: MenuFile) -> Iterator[tuple[Path_, Text]]:
 class _Validator:
     """The checks after the schema, on a parsed model."""
 
-    def __init__(self, model: MenuFile, checker: _Checker) -> None:
+    def __init__(
+        self, model: MenuFile, checker: _Checker, service_texts: Sequence[str] = ()
+    ) -> None:
         self.model = model
         self.checker = checker
+        self.service_texts = service_texts
         self.report = checker.report
         self.languages = list(dict.fromkeys(model.languages))
         # Parsed templates per text path and language (for length checks).
@@ -186,6 +189,9 @@ class _Validator:
         for name in REQUIRED_TEXTS:
             if name not in model.texts:
                 self.report(("texts",), f"the engine's text '{name}' is missing from texts")
+        for name in self.service_texts:
+            if name not in model.texts:
+                self.report(("texts",), f"the service's text '{name}' is missing from texts")
         for path, text in _texts_in(model):
             self.check_text(path, text)
         self.check_entries()
@@ -506,8 +512,14 @@ def _reach(roots: list[str], graph: Mapping[str, list[str]]) -> set[str]:
     return seen
 
 
-def validate_text(text: str, file: str = "<menu>") -> tuple[MenuFile | None, list[Diagnostic]]:
-    """Check a menu file's content; the model (None on schema errors) and the findings."""
+def validate_text(
+    text: str, file: str = "<menu>", service_texts: Sequence[str] = ()
+) -> tuple[MenuFile | None, list[Diagnostic]]:
+    """Check a menu file's content; the model (None on schema errors) and the findings.
+
+    ``service_texts`` names texts the program running the menu needs beyond
+    the engine's own (the service's "session expired", for example).
+    """
     checker = _Checker(file, _Locator(None))
     doc = _read_yaml(text, checker)
     if checker.diagnostics:
@@ -523,7 +535,7 @@ def validate_text(text: str, file: str = "<menu>") -> tuple[MenuFile | None, lis
     except ValidationError as err:
         _schema_errors(err, checker)
         return None, sorted(checker.diagnostics, key=lambda d: (d.line, d.col))
-    _Validator(model, checker).run()
+    _Validator(model, checker, service_texts).run()
     return model, sorted(checker.diagnostics, key=lambda d: (d.line, d.col))
 
 
@@ -535,12 +547,12 @@ def _read(path: str | Path) -> tuple[str | None, bytes, list[Diagnostic]]:
         return None, b"", [Diagnostic(str(path), 1, 1, "error", f"cannot read: {err}")]
 
 
-def validate_file(path: str | Path) -> list[Diagnostic]:
+def validate_file(path: str | Path, service_texts: Sequence[str] = ()) -> list[Diagnostic]:
     """Every finding for the file at ``path`` (errors and warnings), in line order."""
     text, _data, problems = _read(path)
     if text is None:
         return problems
-    return validate_text(text, str(path))[1]
+    return validate_text(text, str(path), service_texts)[1]
 
 
 def version_of(data: bytes) -> str:
@@ -548,12 +560,12 @@ def version_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def load_menu(path: str | Path) -> Menu:
+def load_menu(path: str | Path, service_texts: Sequence[str] = ()) -> Menu:
     """Load, validate and compile a menu file; raises MenuError with the diagnostics."""
     text, data, problems = _read(path)
     if text is None:
         raise MenuError(problems)
-    model, diagnostics = validate_text(text, str(path))
+    model, diagnostics = validate_text(text, str(path), service_texts)
     if model is None or any(d.level == "error" for d in diagnostics):
         raise MenuError(diagnostics)
     menu = Menu(model, version_of(data), str(path))
