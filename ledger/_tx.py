@@ -38,6 +38,8 @@ from ledger.settings import LedgerSettings
 V = TypeVar("V")
 R = TypeVar("R")
 
+# Longest idempotency key accepted (the column's CHECK says the same).
+MAX_KEY_LENGTH = 200
 # A connection, direct or borrowed from a pool.
 Conn = asyncpg.Connection | PoolConnectionProxy
 
@@ -122,8 +124,8 @@ async def run_operation(
     settings: LedgerSettings,
 ) -> Outcome[V]:
     """Run ``body`` once for ``key``; see the module docstring."""
-    if not key:
-        raise ValueError("an idempotency key is required")
+    if not 0 < len(key) <= MAX_KEY_LENGTH:
+        raise ValueError(f"an idempotency key of 1 to {MAX_KEY_LENGTH} characters is required")
     digest = request_hash(kind, request)
 
     async def attempt() -> Outcome[V]:

@@ -115,9 +115,10 @@ async def test_a_rejection_stays_a_rejection_when_retried(lg: LedgerHarness) -> 
     assert await lg.available(number) == 1100
 
 
-async def test_empty_key_is_refused(lg: LedgerHarness) -> None:
+@pytest.mark.parametrize("bad_key", ["", "k" * 201])
+async def test_missing_or_overlong_key_is_refused(lg: LedgerHarness, bad_key: str) -> None:
     with pytest.raises(ValueError, match="idempotency key"):
-        await ledger.enroll(lg.pool, new_msisdn(), key="", **lg.ctx)
+        await ledger.enroll(lg.pool, new_msisdn(), key=bad_key, **lg.ctx)
 
 
 # -- accrual, balance, history, expiry ---------------------------------------------
@@ -558,3 +559,35 @@ async def test_outbox_permanent_failure_parks_at_once(lg: LedgerHarness) -> None
     ) == ("failed")
     assert await ledger.record_failure(lg.pool, message.id, "again", **lg.ctx) is None
     assert json.dumps(message.payload)
+
+
+class RecordingProvisioner:
+    def __init__(self) -> None:
+        self.submitted: list[ledger.Redemption] = []
+
+    async def submit(self, redemption: ledger.Redemption) -> None:
+        self.submitted.append(redemption)
+
+
+async def test_a_given_provisioner_gets_the_redemption_again_on_retry(lg: LedgerHarness) -> None:
+    number = await lg.member(500)
+    provisioner = RecordingProvisioner()
+    first = await ledger.redeem(
+        lg.pool, number, "sms-50", key="p-1", provisioner=provisioner, **lg.ctx
+    )
+    await ledger.redeem(lg.pool, number, "sms-50", key="p-1", provisioner=provisioner, **lg.ctx)
+    assert provisioner.submitted == [first.unwrap(), first.unwrap()]
+    status = await lg.pool.fetchval("SELECT status FROM redemptions")
+    assert status == "reserved"
+
+
+async def test_sweep_expires_gifts_then_points(lg: LedgerHarness) -> None:
+    now = lg.clock.now()
+    a = await lg.member()
+    await ledger.accrue(lg.pool, a, 100, key=key(), expires_at=now + timedelta(days=1), **lg.ctx)
+    b = await lg.member()
+    assert (await ledger.gift(lg.pool, a, b, 40, key=key(), **lg.ctx)).ok
+    lg.clock.advance(timedelta(days=4))
+    report = await ledger.sweep(lg.pool, **lg.ctx)
+    assert (report.gifts_expired, report.points_expired) == (1, 100)
+    assert await ledger.subscriber_summary(lg.pool, new_msisdn(), **lg.ctx) is None
