@@ -27,7 +27,7 @@ from typing import Any
 import psutil
 import redis
 
-from bench import menugen, micro, report
+from bench import menugen, micro, profile, report
 from bench.flows import load_flows, mix_flows
 from bench.loadgen import STAGED_LIMIT_S
 from bench.procs import BIN, Monitor, Server, Usage, cpu_delta, free_port
@@ -69,6 +69,11 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--phases", default="navigation,ledger,realistic")
     parser.add_argument("--service-log-level", default=None, help="USSD_LOG_LEVEL of the service")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the service with py-spy during its phases (perturbs the figures)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
     options = parser.parse_args(argv)
     if options.quick:
@@ -198,16 +203,27 @@ class Bench:
         begun = time.perf_counter()
         marks: list[Usage] = []
         limit = config["duration_s"] + LOADGEN_GRACE_S
+        sampler = None
+        raw = self.workdir / f"profile-{name}.txt"
         for at in (config["warmup_s"], config["warmup_s"] + config["duration_s"]):
             while proc.poll() is None and time.perf_counter() - begun < at:
                 time.sleep(0.02)
             marks.append(monitor.usage())
             if len(marks) == 1:
                 monitor.reset_peaks()
+                if options.profile and server.name != "baseline" and not max_flows:
+                    seconds = min(config["duration_s"], 30.0)
+                    sampler = profile.start(server.pid, seconds, raw)
         proc.wait(timeout=limit)
+        if sampler is not None:
+            sampler.wait(timeout=LOADGEN_GRACE_S)
+            if raw.exists():
+                self.results.setdefault("profiles", {})[name] = profile.summarise(raw)
         if proc.returncode != 0:
             raise RuntimeError(f"load generator failed in phase {name}")
         result = json.loads(result_path.read_text("utf-8"))
+        for uid, left in enumerate(result.pop("pending_left", [])):
+            self.people.users[uid % len(self.people.users)]["pending_left"] = left
         spent = cpu_delta(marks[0], marks[1])
         window = max(1e-9, marks[1].at - marks[0].at)
         result["cpu_cores"] = {group: s / window for group, s in spent.items()}

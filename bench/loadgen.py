@@ -187,7 +187,10 @@ class User:
         self.msisdns: list[str] = context["msisdns"]
         self.recipients: list[str] = context.get("recipients") or self.msisdns
         self.acceptors: list[str] = list(context.get("acceptors") or [])
-        self.pending = {m: int(context.get("pending_per_acceptor", 0)) for m in self.acceptors}
+        left = context.get("pending_left") or {}
+        per = int(context.get("pending_per_acceptor", 0))
+        # Gifts accepted in earlier phases are gone: the harness passes what is left.
+        self.pending = {m: int(left.get(m, per)) for m in self.acceptors}
         self.turn = 0
 
     def _flow(self, flows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -388,6 +391,7 @@ async def run_load(config: dict[str, Any]) -> dict[str, Any]:
         "client_cpu_s": cpu_end - cpu_at_start,
         "client_cpu_share": (cpu_end - cpu_at_start) / window,
         "connections": config["connections"],
+        "pending_left": [p.pending for p in players],
     }
 
 

@@ -12,6 +12,7 @@ FLATNESS = 0.15
 REDIS_BYTES_PER_SESSION = 2_048
 SERVICE_RSS_MB = 200.0
 RSS_SESSIONS = 10_000
+PROFILE_LINES = 18
 
 
 def _ratio(value: float, base: float) -> str:
@@ -303,6 +304,20 @@ def render(results: dict[str, Any]) -> str:
         "Targets",
         _table(["target", "measured", "verdict"], targets(results)),
     ]
+    for name, prof in results.get("profiles", {}).items():
+        out += ["", f"Profile of the service in phase {name} (py-spy, {prof['samples']} samples)"]
+        rows = [
+            [f"{share:.0%}", fn, f"{own:.0%}", own_fn]
+            for (fn, share), (own_fn, own) in zip(
+                prof["inclusive"][:PROFILE_LINES], prof["self"][:PROFILE_LINES], strict=False
+            )
+        ]
+        out.append(_table(["incl", "function (inclusive)", "self", "function (self)"], rows))
+        shares = ", ".join(f"{name} {share:.0%}" for name, share in prof.get("packages", []))
+        out.append(f"inclusive share by package: {shares}")
+        project = prof.get("project", [])[:PROFILE_LINES]
+        if project:
+            out.append(_table(["incl", "project function"], [[f"{v:.0%}", n] for n, v in project]))
     samples = [s for p in results["phases"].values() for s in p.get("error_samples", [])]
     if samples:
         out += ["", "Error samples:", *(f"  {s}" for s in samples[:10])]
