@@ -14,6 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ussd_service.dialogue import DIALOGUE_TEXTS
+
 # Keys 1..7 lead down the tree; 8 leads to the operator (every node needs a
 # path to a final screen); 9 is the IVR "more" key and stays free.
 BRANCHING = 7
@@ -40,7 +42,11 @@ HEADER = {
         "ivr_option": {"en": "For {label}, press {key}.", "ru": "For {label}, press {key}."},
         "session_expired": {"en": "Session expired.", "ru": "Session expired."},
         "try_later": {"en": "Please try later.", "ru": "Please try later."},
-        "resume_offer": {"en": "Continue where you left?", "ru": "Continue where you left?"},
+        "resume_offer": {
+            "en": "Continue where you left off?\n1. Yes\n2. Start again",
+            "ru": "Continue where you left off?\n1. Yes\n2. Start again",
+        },
+        "service_unavailable": {"en": "Please try later.", "ru": "Please try later."},
     },
 }
 
@@ -67,7 +73,10 @@ def menu_document(nodes: int) -> dict[str, object]:
         body[f"n{index}"] = {"kind": "menu", "text": _text(f"Node {index}"), "options": options}
     body["operator"] = {"kind": "operator", "text": _text("Connecting you to an operator.")}
     body["try_later"] = {"kind": "message", "text": _text("Please try later.")}
-    return {**HEADER, "nodes": body}
+    texts = dict(HEADER["texts"])  # type: ignore[call-overload]
+    for name in DIALOGUE_TEXTS:  # whatever else the service requires of every menu
+        texts.setdefault(name, _text(name.replace("_", " ").capitalize() + "."))
+    return {**HEADER, "texts": texts, "nodes": body}
 
 
 def generate(nodes: int, path: Path) -> Path:

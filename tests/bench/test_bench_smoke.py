@@ -12,7 +12,8 @@ from bench.flows import load_flows, mix_flows
 from bench.loadgen import percentiles, run_load
 from bench.procs import Monitor, Server, free_port
 from bench.seed import population
-from menus import validate_file
+from menus import load_menu, validate_file
+from ussd_service.dialogue import DIALOGUE_TEXTS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,6 +93,7 @@ def test_generated_menus_are_valid(tmp_path):
     for nodes in (10, 100):
         path = menugen.generate(nodes, tmp_path / f"menu-{nodes}.yaml")
         assert validate_file(path) == []
+        assert len(load_menu(path, DIALOGUE_TEXTS).nodes) == nodes
 
 
 def test_engine_micro_benchmark_and_report_render(tmp_path):
