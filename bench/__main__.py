@@ -42,6 +42,7 @@ SCALING_DEPTHS = (1, 10, 50)
 # Hops measured per flow in a depth run: depths d .. d + DEPTH_SPAN - 1.
 DEPTH_SPAN = 5
 LOADGEN_GRACE_S = 60.0
+FILL_MIN = 2_000
 
 
 def _options(argv: list[str] | None) -> argparse.Namespace:
@@ -227,8 +228,10 @@ class Bench:
         spent = cpu_delta(marks[0], marks[1])
         window = max(1e-9, marks[1].at - marks[0].at)
         result["cpu_cores"] = {group: s / window for group, s in spent.items()}
+        # Per request answered in the window (unrecorded walking hops of a depth run included).
+        requests = result["requests"]
         result["cpu_us_per_hop"] = {
-            group: s * 1e6 / result["hops"] if result["hops"] else 0.0 for group, s in spent.items()
+            group: s * 1e6 / requests if requests else 0.0 for group, s in spent.items()
         }
         result["peak_rss_mb"] = {g: v / 2**20 for g, v in monitor.peaks().items()}
         result["server"] = server.name
@@ -311,7 +314,8 @@ class Bench:
             )
         # Fill Redis up to the target of live sessions with the navigation mix.
         before = self.sessions(redis_url)
-        missing = options.sessions - before["live_sessions"]
+        # Always add some, so Redis used_memory growth per session is measured too.
+        missing = max(options.sessions - before["live_sessions"], FILL_MIN)
         if missing > 0:
             opener = {
                 "name": "open",
@@ -361,7 +365,7 @@ class Bench:
                             "depth": depth,
                             "ready_s": ready_s,
                             **result["kinds"].get("nav", {}),
-                            "hops_per_s": result["hops_per_s"],
+                            "hops_per_s": result["requests_per_s"],
                             "cpu_us_per_hop": result["cpu_us_per_hop"].get("service", 0.0),
                             "errors": result["errors"],
                         }

@@ -140,6 +140,8 @@ class Run:
         self.error_samples: list[str] = []
         self.warmup_errors = 0
         self.hops_total = 0
+        # Every request answered inside the window, recorded as a step or not.
+        self.requests = 0
 
     def measuring(self, started: float, ended: float) -> bool:
         return self.measure_from <= started and ended <= self.stop_at
@@ -301,6 +303,8 @@ class User:
             if problem:
                 run.error(key, started, problem)
                 return False
+            if run.measuring(started, ended):
+                run.requests += 1
             if step["record"] and record:
                 run.record(key, step["kind"], started, ended)
             if channel == "ivr":
@@ -388,6 +392,8 @@ async def run_load(config: dict[str, Any]) -> dict[str, Any]:
         "flows_started": run.flows_started,
         "flows_done": run.flows_done,
         "hops_total": run.hops_total,
+        "requests": run.requests,
+        "requests_per_s": run.requests / window,
         "client_cpu_s": cpu_end - cpu_at_start,
         "client_cpu_share": (cpu_end - cpu_at_start) / window,
         "connections": config["connections"],

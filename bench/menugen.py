@@ -1,11 +1,12 @@
 """Generated menus of any size, for the scaling runs.
 
-``generate(nodes)`` writes a valid menu file: a tree of ``menu`` nodes with
-seven children each (breadth first from ``main``); a node whose children would
-fall past the end leads back to ``main``. Pressing ``1`` is therefore always a
+``generate(nodes)`` writes a valid menu file: ``menu`` nodes numbered from
+``n0`` (the start), node ``i`` leading to ``7i+1 .. 7i+7`` (modulo the number
+of nodes, so the first ones form a tree that reaches every node and the last
+ones wrap around) and to the operator. Pressing ``1`` is therefore always a
 valid move, whatever the depth of the session, and every hop is the same
-menu-to-menu transition — only the size of the menu and the depth change.
-No node runs an operation, so a hop costs the engine, Redis and HTTP only.
+menu-to-menu transition with a screen of the same size: only the size of
+the menu and the depth change. No node runs an operation, so a hop costs the engine, Redis and HTTP only.
 """
 
 from __future__ import annotations
@@ -60,17 +61,19 @@ def menu_document(nodes: int) -> dict[str, object]:
     tree = max(1, nodes - len(FIXED_NODES))
     body: dict[str, object] = {}
     for index in range(tree):
-        options = []
-        for key in range(1, BRANCHING + 1):
-            child = index * BRANCHING + key
-            if child < tree:
-                options.append(
-                    {"key": str(key), "label": _text(f"Go {child}"), "target": f"n{child}"}
-                )
-        if not options:
-            options = [{"key": "1", "label": _text("Main"), "target": "n0"}]
+        # Children wrap around (mod the number of nodes): every node shows the
+        # same options with labels of the same width, so every hop renders the
+        # same amount of text whatever the size and the depth.
+        options = [
+            {
+                "key": str(key),
+                "label": _text(f"Go {(index * BRANCHING + key) % tree:05d}"),
+                "target": f"n{(index * BRANCHING + key) % tree}",
+            }
+            for key in range(1, BRANCHING + 1)
+        ]
         options.append({"key": OPERATOR_KEY, "label": _text("Operator"), "target": "operator"})
-        body[f"n{index}"] = {"kind": "menu", "text": _text(f"Node {index}"), "options": options}
+        body[f"n{index}"] = {"kind": "menu", "text": _text(f"Node {index:05d}"), "options": options}
     body["operator"] = {"kind": "operator", "text": _text("Connecting you to an operator.")}
     body["try_later"] = {"kind": "message", "text": _text("Please try later.")}
     texts = dict(HEADER["texts"])  # type: ignore[call-overload]

@@ -179,7 +179,7 @@ def _scaling(results: dict[str, Any]) -> tuple[str, float | None]:
         ])  # fmt: skip
     spread = _spread([s.get("p50", 0) for s in scaling.values()])
     headers = ["nodes", "depth", "start s", "count", "p50ms", "xbase", "p99ms", "xbase",
-               "hops/s", "us/hop", "errors"]  # fmt: skip
+               "req/s", "us/req", "errors"]  # fmt: skip
     return _table(headers, rows), spread
 
 
@@ -294,8 +294,9 @@ def render(results: dict[str, Any]) -> str:
     micro, _ = _micro(results)
     out += [
         "",
-        "Scaling, end to end (the hop '1' at depth d..d+4, generated menus; xbase: baseline "
-        "at the same concurrency)",
+        "Scaling, end to end (latency of the hop '1' at depths d..d+4 on generated menus; "
+        "xbase: baseline at the same concurrency; req/s and us/req: every request of the "
+        "phase, walking hops included; start s: until /readyz answered)",
         scaling,
         "",
         "Scaling, engine only (Menu.step + state JSON round trip, in process)",
