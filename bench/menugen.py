@@ -6,7 +6,8 @@ of nodes, so the first ones form a tree that reaches every node and the last
 ones wrap around) and to the operator. Pressing ``1`` is therefore always a
 valid move, whatever the depth of the session, and every hop is the same
 menu-to-menu transition with a screen of the same size: only the size of
-the menu and the depth change. No node runs an operation, so a hop costs the engine, Redis and HTTP only.
+the menu and the depth change. No node runs an operation, so a hop costs the
+engine, Redis and HTTP only.
 """
 
 from __future__ import annotations
