@@ -432,9 +432,9 @@ class Bench:
         if self.options.quick:
             sizes = [s for s in sizes if s <= 1_000]
         print("engine micro-benchmark ...", flush=True)
-        self.results["micro"] = micro.run(
-            sizes, list(SCALING_DEPTHS), self.workdir, 0.5 if self.options.quick else 1.5
-        )
+        seconds = 0.5 if self.options.quick else 1.5
+        self.results["micro"] = micro.run(sizes, list(SCALING_DEPTHS), self.workdir, seconds)
+        self.results["micro"]["real_menu"] = micro.run_real(ROOT / "menu_definitions.yaml", seconds)
 
     def close(self) -> None:
         if self.options.keep:

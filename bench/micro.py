@@ -48,6 +48,58 @@ async def _time_step(menu: Menu, state: SessionState, seconds: float) -> dict[st
     return {"us_per_step": statistics.median(batches), "batches": len(batches)}
 
 
+# Stub answers of the operations the project's menu calls (shapes as in menus/operations.py).
+_ITEMS = [
+    {"code": f"r{i}", "title": f"Награда номер {i}", "price": 150 + i, "category": "minutes"}
+    for i in range(23)
+]
+_ANSWERS: dict[str, dict[str, Any]] = {
+    "subscriber": {"status": "active", "language": "ru"},
+    "balance": {"available": 123456, "pending_in": 10, "pending_out": 0, "expiring_points": 0},
+    "catalog": {"items": _ITEMS},
+}
+# (label, inputs walked before the timed one, timed input); None times Menu.start.
+REAL_HOPS: list[tuple[str, list[str], str | None]] = [
+    ("start (main menu)", [], None),
+    ("main -> 1 balance", [], "1"),
+    ("main -> 3 rewards", [], "3"),
+    ("rewards -> 7 catalogue page 1", ["3"], "7"),
+    ("catalogue -> 99 next page", ["3", "7"], "99"),
+    ("main -> 8 invalid", [], "8"),
+]
+
+
+async def _stub_operations(name: str, args: Mapping[str, Any]) -> OperationResult:
+    return OperationResult("ok", _ANSWERS.get(name, {}))
+
+
+async def _time_real(menu: Menu, walk: list[str], value: str | None, seconds: float) -> float:
+    result = await menu.start("ussd", _stub_operations)
+    for key in walk:
+        result = await menu.step(result.state, key, _stub_operations)
+    state = result.state
+    batches: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(batches) < 3:
+        started = time.perf_counter()
+        for _ in range(BATCH // 4):
+            if value is None:
+                await menu.start("ussd", _stub_operations)
+            else:
+                await menu.step(state, value, _stub_operations)
+        batches.append((time.perf_counter() - started) / (BATCH // 4) * 1e6)
+    return statistics.median(batches)
+
+
+def run_real(path: Path, seconds: float) -> dict[str, float]:
+    """Engine cost (us) of navigation hops of the real menu, operations stubbed."""
+    menu = load_menu(path)
+    return {
+        label: asyncio.run(_time_real(menu, walk, value, seconds))
+        for label, walk, value in REAL_HOPS
+    }
+
+
 def run(sizes: list[int], depths: list[int], workdir: Path, seconds: float) -> dict[str, Any]:
     """``{"sizes": {size: {"load_s", "depths": {depth: {"us_per_step"}}}}}``."""
     out: dict[str, Any] = {}

@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.procs import BIN
 
-RATE_HZ = 250
+RATE_HZ = 100
 TOP = 25
 PROJECT = ("ussd_service", "menus", "session_store", "ledger")
 LIBRARIES = (
@@ -46,7 +46,7 @@ def start(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes] | N
         return None
     argv = [exe, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds)))]
     argv += ["--rate", str(RATE_HZ), "--format", "raw", "--output", str(output)]
-    argv += ["--nonblocking", "--subprocesses"]
+    argv += ["--subprocesses"]  # blocking: whole stacks (nonblocking tears half of them)
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -196,7 +196,12 @@ def _micro(results: dict[str, Any]) -> tuple[str, float | None]:
         rows.append(row)
     depths = next(iter(micro["sizes"].values()))["depths"]
     headers = ["nodes", "load s", *(f"us/step @{d}" for d in depths)]
-    return _table(headers, rows), _spread(values)
+    text = _table(headers, rows)
+    real = micro.get("real_menu")
+    if real:
+        text += "\n\nEngine only, hops of menu_definitions.yaml (operations stubbed, no I/O)\n"
+        text += _table(["hop", "us"], [[label, f"{us:.0f}"] for label, us in real.items()])
+    return text, _spread(values)
 
 
 def _verdict(ok: bool | None) -> str:

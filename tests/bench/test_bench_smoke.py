@@ -99,6 +99,9 @@ def test_generated_menus_are_valid(tmp_path):
 def test_engine_micro_benchmark_and_report_render(tmp_path):
     result = micro.run([20], [1, 3], tmp_path, 0.01)
     assert set(result["sizes"]["20"]["depths"]) == {"1", "3"}
+    result["real_menu"] = micro.run_real(ROOT / "menu_definitions.yaml", 0.01)
+    assert len(result["real_menu"]) == len(micro.REAL_HOPS)
+    assert all(us > 0 for us in result["real_menu"].values())
     phase = {
         "connections": 2, "hops_per_s": 10.0, "window_s": 1.0, "hops": 10,
         "all": percentiles([1.0, 2.0, 3.0]), "kinds": {"nav": {**percentiles([1.0]), "per_s": 1.0}},
@@ -116,4 +119,5 @@ def test_engine_micro_benchmark_and_report_render(tmp_path):
     text = report.render(results)
     assert "navigation >= 0.5x baseline hops/s" in text
     assert "1.00x" in text
+    assert "catalogue -> 99 next page" in text
     assert report.errors(results) == 0
