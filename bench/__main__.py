@@ -188,11 +188,12 @@ class Bench:
         config_path = self.workdir / f"load-{self.run_no}.json"
         result_path = self.workdir / f"result-{self.run_no}.json"
         config_path.write_text(json.dumps(config), "utf-8")
-        print(
-            f"  phase {name}: {config['connections']} connections, "
-            f"{config['warmup_s']:.0f}+{config['duration_s']:.0f} s ...",
-            flush=True,
+        timing = (
+            f"{staged_sessions} sessions each walked to their last step, then the burst"
+            if staged_sessions
+            else f"{config['warmup_s']:.0f}+{config['duration_s']:.0f} s"
         )
+        print(f"  phase {name}: {config['connections']} connections, {timing} ...", flush=True)
         proc = subprocess.Popen(
             [sys.executable, "-m", "bench.loadgen", str(config_path), str(result_path)],
             cwd=ROOT,

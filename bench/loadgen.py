@@ -349,6 +349,7 @@ async def run_load(config: dict[str, Any]) -> dict[str, Any]:
         prepared = await asyncio.gather(*(p.prepare(config["flows"], staged) for p in players))
         run.measure_from = time.perf_counter()
         run.stop_at = run.measure_from + STAGED_LIMIT_S
+        run.requests = 0  # the preparation's requests are not part of the burst
         print("measuring", flush=True)
         cpu_at_start = _cpu()
         wall0 = time.perf_counter()
