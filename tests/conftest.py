@@ -28,6 +28,7 @@ from ussd_service.embedded import EmbeddedServers
 from ussd_service.runtime import SCHEMA_PACKAGES
 
 TEMPLATE_DB = "ussd_test_template"
+MENU_FILE = Path(__file__).resolve().parents[1] / "menu_definitions.yaml"
 _db_counter = itertools.count()
 
 
@@ -132,11 +133,13 @@ async def redis_client(servers: ServerTarget) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 def settings(servers: ServerTarget, database_url: str) -> Settings:
     """Service settings pointing at this test's Redis and database."""
-    return Settings(redis_url=servers.redis_url, database_url=database_url)
+    return Settings(redis_url=servers.redis_url, database_url=database_url, menu_file=MENU_FILE)
 
 
 @pytest.fixture
 async def client(settings: Settings, redis_client: aioredis.Redis) -> AsyncIterator[TestClient]:
     """An HTTP client talking to a real running app (real sockets, real servers)."""
-    async with TestClient(TestServer(create_app(settings))) as test_client:
+    # Periodic tasks (sweepers) are left out: tests run them when they mean to.
+    app = create_app(settings, background=False)
+    async with TestClient(TestServer(app)) as test_client:
         yield test_client

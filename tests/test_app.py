@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aiohttp.test_utils import TestClient, TestServer
 
 from ussd_service.app import create_app
@@ -24,8 +26,9 @@ async def test_readyz_is_503_not_500_when_postgres_is_unreachable(servers, tmp_p
     settings = Settings(
         redis_url=servers.redis_url,
         database_url=f"postgresql://postgres@/nowhere?host={tmp_path}",
+        menu_file=Path(__file__).resolve().parents[1] / "menu_definitions.yaml",
     )
-    async with TestClient(TestServer(create_app(settings))) as client:
+    async with TestClient(TestServer(create_app(settings, background=False))) as client:
         resp = await client.get("/readyz")
         body = await resp.json()
     assert resp.status == 503

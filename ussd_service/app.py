@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -12,16 +13,22 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ussd_service import health
+import ledger
+from menus import MenuRegistry
+from session_store import RedisSessionStore
+from ussd_service import api, gateways, handoffs, health
 from ussd_service.config import Settings
-from ussd_service.keys import METRICS, PG_POOL, READINESS, REDIS, SETTINGS
+from ussd_service.dialogue import DIALOGUE_TEXTS, Dialogue
+from ussd_service.keys import DIALOGUE, MENUS, METRICS, PG_POOL, READINESS, REDIS, SETTINGS
 from ussd_service.metrics import Metrics
+from ussd_service.operations import LedgerOperations
 
 log = structlog.get_logger(__name__)
 
 # Gateway requests are a few hundred bytes; anything far larger is not one.
 MAX_BODY_BYTES = 16 * 1024
 PG_POOL_MAX = 20
+POOL_CLOSE_TIMEOUT_S = 10.0
 REDIS_MAX_CONNECTIONS = 64
 # A request id from the caller is kept only when it looks like one.
 MAX_REQUEST_ID_LEN = 64
@@ -83,16 +90,64 @@ async def _postgres_ctx(app: web.Application) -> AsyncIterator[None]:
     pool = await asyncpg.create_pool(settings.database_url, min_size=0, max_size=PG_POOL_MAX)
     app[PG_POOL] = pool
     yield
-    await pool.close()
+    try:
+        # Graceful close waits for every connection to be released; bound it.
+        await asyncio.wait_for(pool.close(), POOL_CLOSE_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("pg_pool_close_timeout")
+        pool.terminate()
 
 
-def create_app(settings: Settings) -> web.Application:
-    """Build the application; pools open when it starts and close when it stops."""
+async def _dialogue_ctx(app: web.Application) -> AsyncIterator[None]:
+    pool, redis = app[PG_POOL], app[REDIS]
+    provisioner = ledger.DevProvisioner(pool)
+
+    def operations(msisdn: str, key_prefix: str) -> LedgerOperations:
+        return LedgerOperations(pool, msisdn, key_prefix, provisioner=provisioner)
+
+    app[DIALOGUE] = Dialogue(
+        store=RedisSessionStore(redis),
+        menus=app[MENUS],
+        operations=operations,
+        handoffs=handoffs.handoff_sink(pool, redis),
+        metrics=app[METRICS],
+    )
+    yield
+
+
+async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Periodic work of every process: ledger sweepers, deferred handoffs."""
+    pool, redis = app[PG_POOL], app[REDIS]
+    tasks = [
+        asyncio.create_task(ledger.run_sweeper(pool), name="ledger-sweeper"),
+        asyncio.create_task(handoffs.flush_deferred_forever(redis, pool), name="handoffs"),
+    ]
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def create_app(
+    settings: Settings, *, menus: MenuRegistry | None = None, background: bool = True
+) -> web.Application:
+    """Build the application; pools open when it starts and close when it stops.
+
+    The menu file is loaded (and validated) here, so a broken file stops the
+    service before it listens. ``background=False`` leaves out the periodic
+    tasks (tests drive sweepers themselves).
+    """
     app = web.Application(middlewares=[request_context], client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[METRICS] = Metrics.create()
-    app[READINESS] = {}
+    app[MENUS] = menus or MenuRegistry.from_file(settings.menu_file, DIALOGUE_TEXTS)
+    app[READINESS] = {"menu": lambda: app[MENUS].current is not None}
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_postgres_ctx)
+    app.cleanup_ctx.append(_dialogue_ctx)
+    if background:
+        app.cleanup_ctx.append(_background_ctx)
     health.add_routes(app)
+    gateways.add_routes(app)
+    api.add_routes(app)
     return app

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import hmac
 import ipaddress
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from twilio.request_validator import RequestValidator
 
 from ussd_service.keys import SETTINGS
@@ -90,25 +88,3 @@ async def check_twilio_signature(request: web.Request) -> None:
     validator = RequestValidator(auth_token)
     if not validator.validate(str(request.url), params, signature):
         raise _deny(web.HTTPForbidden, f"invalid {TWILIO_SIGNATURE_HEADER}")
-
-
-def gateway_endpoint(handler: Handler) -> Handler:
-    """Wrap a gateway handler with the gateway check."""
-
-    @functools.wraps(handler)
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        check_gateway(request)
-        return await handler(request)
-
-    return wrapped
-
-
-def api_endpoint(handler: Handler) -> Handler:
-    """Wrap an operator/admin API handler with the bearer-token check."""
-
-    @functools.wraps(handler)
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        check_api(request)
-        return await handler(request)
-
-    return wrapped

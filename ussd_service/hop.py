@@ -5,7 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-import phonenumbers
+from ledger import try_normalize_msisdn
+from menus.engine import parse_shortcut
 
 # Numbers people and gateways send without a country code are Russian.
 DEFAULT_REGION = "RU"
@@ -50,21 +51,17 @@ class Hop:
 
 
 def normalise_msisdn(raw: str, field: str = "msisdn") -> str:
-    """E.164 form of a number as people and gateways type it; MalformedRequestError if invalid."""
-    try:
-        number = phonenumbers.parse(raw, DEFAULT_REGION)
-    except phonenumbers.NumberParseException:
-        raise MalformedRequestError(f"{field} is not a phone number") from None
-    if not phonenumbers.is_valid_number(number):
+    """E.164 form of a number as people and gateways type it (the ledger's rules)."""
+    number = try_normalize_msisdn(raw, DEFAULT_REGION)
+    if number is None:
         raise MalformedRequestError(f"{field} is not a valid phone number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return number
 
 
 def shortcut_inputs(service_code: str, base_code: str) -> tuple[str, ...]:
     """Inputs dialled after ``base_code``: ``*111*455*3*100#`` -> ``("3", "100")``."""
-    code = service_code.strip().rstrip("#")
-    base = base_code.strip().rstrip("#")
-    if not code.startswith(base):
-        return ()
-    rest = code[len(base) :]
-    return tuple(part for part in rest.split("*") if part)
+    code = "".join(service_code.split())
+    if not code.endswith("#"):
+        # Some gateways drop the closing hash from serviceCode.
+        code += "#"
+    return tuple(parse_shortcut(code, base_code) or ())

@@ -8,7 +8,9 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from menus import MenuRegistry
 from ussd_service.config import Settings
+from ussd_service.dialogue import Dialogue
 from ussd_service.metrics import Metrics
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -17,3 +19,5 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
 # Synchronous readiness checks beyond Redis and PostgreSQL ("menu": is one loaded?).
 READINESS = web.AppKey("readiness", dict[str, Callable[[], bool]])
+DIALOGUE = web.AppKey("dialogue", Dialogue)
+MENUS = web.AppKey("menus", MenuRegistry)

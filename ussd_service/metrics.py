@@ -17,6 +17,12 @@ class Metrics:
     registry: CollectorRegistry
     requests: Counter
     request_latency: Histogram
+    hops: Counter
+    hop_latency: Histogram
+    duplicate_hops: Counter
+    cas_conflicts: Counter
+    hop_timeouts: Counter
+    handoffs: Counter
 
     @classmethod
     def create(cls) -> Metrics:
@@ -35,6 +41,43 @@ class Metrics:
                 "Time to answer an HTTP request, by route.",
                 ["route"],
                 buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            hops=Counter(
+                "ussd_hops",
+                "Hops answered, by channel and outcome (ok, duplicate, expired, timeout...).",
+                ["channel", "outcome"],
+                registry=registry,
+            ),
+            hop_latency=Histogram(
+                "ussd_hop_duration_seconds",
+                "Time to answer one hop, by channel.",
+                ["channel"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            duplicate_hops=Counter(
+                "ussd_duplicate_hops",
+                "Hops answered from the stored reply (gateway retries), by channel.",
+                ["channel"],
+                registry=registry,
+            ),
+            cas_conflicts=Counter(
+                "ussd_session_cas_conflicts",
+                "Session saves that lost a compare-and-set race, by channel.",
+                ["channel"],
+                registry=registry,
+            ),
+            hop_timeouts=Counter(
+                "ussd_hop_timeouts",
+                "Hops that ran out of their deadline, by channel.",
+                ["channel"],
+                registry=registry,
+            ),
+            handoffs=Counter(
+                "ussd_handoffs",
+                "Sessions handed to an operator, by reason.",
+                ["reason"],
                 registry=registry,
             ),
         )

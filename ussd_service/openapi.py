@@ -27,7 +27,208 @@ _CHECKS = {
     "required": ["status", "checks"],
 }
 
+_FORM = "application/x-www-form-urlencoded"
+_GATEWAY_SECURITY: list[dict[str, list[str]]] = [{"gatewayToken": []}, {"gatewayBasic": []}]
+_API_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
+_TEXT_400 = {
+    "description": "malformed request; the body says why in one line",
+    "content": {"text/plain": {"schema": {"type": "string"}}},
+}
+_AUTH_ERRORS = {
+    "401": {"description": "missing or wrong credentials"},
+    "403": {"description": "no credentials configured and the client is not on loopback"},
+}
+
+
+def _form(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    schema = {"type": "object", "properties": properties, "required": required}
+    return {"required": True, "content": {_FORM: {"schema": schema}}}
+
+
+_STR = {"type": "string"}
+_HANDOFF = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "msisdn": {"type": "string", "description": "E.164"},
+        "channel": {"type": "string", "enum": ["ussd", "ivr", "sms"]},
+        "reason": _STR,
+        "language": _STR,
+        "breadcrumb": {"type": "array", "items": _STR},
+        "balance": {"type": ["object", "null"]},
+        "status": {"type": "string", "enum": ["waiting", "claimed", "closed"]},
+        "claimed_by": {"type": ["string", "null"]},
+        "created_at": {"type": "string", "format": "date-time"},
+        "claimed_at": {"type": ["string", "null"], "format": "date-time"},
+        "closed_at": {"type": ["string", "null"], "format": "date-time"},
+    },
+}
+_ID_PARAM = [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}]
+
+
+def _handoff_action(summary: str, conflict: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "tags": ["operators"],
+            "security": _API_SECURITY,
+            "parameters": _ID_PARAM,
+            "responses": {
+                "200": _json_response("the handoff after the change", _HANDOFF),
+                "404": {"description": "no such handoff"},
+                "409": {"description": conflict},
+                **_AUTH_ERRORS,
+            },
+        }
+    }
+
+
 PATHS: dict[str, dict[str, Any]] = {
+    "/ussd/africastalking": {
+        "post": {
+            "summary": "USSD hop in the Africa's Talking convention.",
+            "description": "`text` holds every input so far joined by `*` (empty at the start); "
+            "a repeated request is answered from the stored reply.",
+            "tags": ["gateways"],
+            "security": _GATEWAY_SECURITY,
+            "requestBody": _form(
+                {
+                    "sessionId": _STR,
+                    "serviceCode": _STR,
+                    "phoneNumber": _STR,
+                    "networkCode": _STR,
+                    "text": {"type": "string", "maxLength": 182},
+                },
+                ["sessionId", "serviceCode", "phoneNumber", "text"],
+            ),
+            "responses": {
+                "200": {
+                    "description": "`CON <screen>` (continue) or `END <screen>` (final)",
+                    "content": {"text/plain": {"schema": _STR}},
+                },
+                "400": _TEXT_400,
+                "413": {"description": "body too large"},
+                **_AUTH_ERRORS,
+            },
+        }
+    },
+    "/ussd": {
+        "post": {
+            "summary": "USSD hop in the native JSON convention.",
+            "tags": ["gateways"],
+            "security": _GATEWAY_SECURITY,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    _JSON: {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "session_id": _STR,
+                                "msisdn": _STR,
+                                "service_code": _STR,
+                                "input": {"type": "string", "maxLength": 182},
+                                "event": {"type": "string", "enum": ["begin", "input", "abort"]},
+                                "hop_id": {
+                                    "type": "string",
+                                    "description": "stable across retries: exactly-once hops",
+                                },
+                            },
+                            "required": ["session_id", "msisdn", "event"],
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _json_response(
+                    "the screen",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "action": {"type": "string", "enum": ["continue", "end"]},
+                            "text": _STR,
+                        },
+                    },
+                ),
+                "400": _TEXT_400,
+                "413": {"description": "body too large"},
+                **_AUTH_ERRORS,
+            },
+        }
+    },
+    "/ivr/twilio": {
+        "post": {
+            "summary": "The 0890 voice line: Twilio voice webhook, answered with TwiML.",
+            "tags": ["gateways"],
+            "security": _GATEWAY_SECURITY,
+            "parameters": [
+                {
+                    "name": "seq",
+                    "in": "query",
+                    "schema": {"type": "integer"},
+                    "description": "hop counter the previous TwiML put in the action URL",
+                },
+                {
+                    "name": "timeout",
+                    "in": "query",
+                    "schema": {"type": "string", "enum": ["1"]},
+                    "description": "set by the Redirect that follows a Gather: no keys pressed",
+                },
+            ],
+            "requestBody": _form(
+                {"CallSid": _STR, "From": _STR, "To": _STR, "Digits": _STR, "CallStatus": _STR},
+                ["CallSid", "From"],
+            ),
+            "responses": {
+                "200": {"description": "TwiML", "content": {"text/xml": {"schema": _STR}}},
+                "400": _TEXT_400,
+                **_AUTH_ERRORS,
+            },
+        }
+    },
+    "/ivr/twilio/status": {
+        "post": {
+            "summary": "Twilio call status callback; a finished call ends its session.",
+            "tags": ["gateways"],
+            "security": _GATEWAY_SECURITY,
+            "requestBody": _form(
+                {"CallSid": _STR, "From": _STR, "CallStatus": _STR}, ["CallSid", "CallStatus"]
+            ),
+            "responses": {"204": {"description": "noted"}, "400": _TEXT_400, **_AUTH_ERRORS},
+        }
+    },
+    "/v1/handoffs": {
+        "get": {
+            "summary": "Sessions handed to operators, oldest first.",
+            "tags": ["operators"],
+            "security": _API_SECURITY,
+            "parameters": [
+                {
+                    "name": "status",
+                    "in": "query",
+                    "schema": {"type": "string", "enum": ["waiting", "claimed", "closed"]},
+                }
+            ],
+            "responses": {
+                "200": _json_response(
+                    "handoffs",
+                    {
+                        "type": "object",
+                        "properties": {"items": {"type": "array", "items": _HANDOFF}},
+                    },
+                ),
+                "400": {"description": "unknown status"},
+                **_AUTH_ERRORS,
+            },
+        }
+    },
+    "/v1/handoffs/{id}/claim": _handoff_action(
+        "An operator takes a waiting handoff (header X-Operator names them).",
+        "the handoff is not waiting",
+    ),
+    "/v1/handoffs/{id}/close": _handoff_action(
+        "An operator finishes a handoff.", "the handoff is already closed"
+    ),
     "/healthz": {
         "get": {
             "summary": "Liveness: the process serves HTTP.",

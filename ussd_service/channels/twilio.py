@@ -91,7 +91,7 @@ def _speak(target: VoiceResponse | Gather, screen: Screen) -> None:
             target.say(prompt.text)
 
 
-def render(screen: Screen, *, seq: int, handoff_id: str | None = None) -> web.Response:
+def render(screen: Screen, *, seq: int, handoff_id: int | None = None) -> web.Response:
     """TwiML for the screen; ``seq`` numbers the next hop."""
     response = VoiceResponse()
     if screen.handoff is not None:
@@ -101,7 +101,7 @@ def render(screen: Screen, *, seq: int, handoff_id: str | None = None) -> web.Re
         if destination.startswith("sip:"):
             # The handoff id travels as a SIP header, so the operator's desk can show it.
             separator = "&" if "?" in destination else "?"
-            header = urlencode({"X-Handoff-Id": handoff_id or ""})
+            header = urlencode({"X-Handoff-Id": handoff_id if handoff_id is not None else ""})
             dial.sip(f"{destination}{separator}{header}")
         else:
             dial.number(destination)

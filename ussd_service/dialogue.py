@@ -1,0 +1,433 @@
+"""One hop, end to end: load the session, replay or step, run operations, save, answer.
+
+The pipeline (ARCHITECTURE.md, "One hop"): a gateway dialect hands over a
+``Hop``; the session is loaded from the store; a hop already answered gets
+its stored reply and nothing else happens; otherwise the menu steps on the
+session's own menu version, operations run through the ledger with keys
+derived from the session's origin and step count (so a retry, a concurrent
+duplicate or a resumed session can never repeat an effect), and the new state
+is saved with compare-and-set. A hop that loses the race re-reads: the
+winner's reply if it answered the same hop, else it steps again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, cast
+
+import structlog
+
+from menus import MenuRegistry, UnknownVersionError
+from menus.engine import Menu, SessionState, StepResult
+from menus.model import Channel, InputNode, PinValidator
+from menus.operations import Operations
+from menus.screen import Prompt, Screen
+from session_store import (
+    ResumePoint,
+    SaveStatus,
+    SessionRecord,
+    SessionRef,
+    SessionStore,
+    StoreUnavailableError,
+)
+from ussd_service.hop import Hop, HopKind
+from ussd_service.metrics import Metrics
+from ussd_service.replies import dump_screen, load_screen
+
+log = structlog.get_logger(__name__)
+
+# Texts of the dialogue itself that every menu file must define.
+DIALOGUE_TEXTS = ("session_expired", "service_unavailable", "resume_offer")
+RESUME_NODE = "__resume__"
+RESUME_YES = "1"
+RESUME_NO = "2"
+MAX_CAS_ATTEMPTS = 4
+# Entries of "node:input" kept for the operator's view of a handoff.
+TRAIL_LIMIT = 12
+# A node id no menu has: stepping from it sends the session to the operator
+# node with the engine's "unknown node" reason (used when a menu version is gone).
+GONE_NODE = "__gone__"
+
+
+class OperationsFactory(Protocol):
+    """Binds the operations port to one subscriber and one idempotency-key prefix."""
+
+    def __call__(self, msisdn: str, key_prefix: str) -> Operations: ...
+
+
+HandoffSink = Callable[["HandoffNeeded"], Awaitable[int | None]]
+
+
+@dataclass(frozen=True)
+class HandoffNeeded:
+    """A session that ended at an operator: what the sink must record."""
+
+    key: str
+    hop: Hop
+    language: str
+    reason: str
+    breadcrumb: tuple[str, ...]
+    ops: Operations
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """How long a whole hop may take, per channel, well inside the gateways' budgets."""
+
+    ussd_s: float = 4.0
+    ivr_s: float = 10.0
+
+    def for_channel(self, channel: str) -> float:
+        """The budget of one hop on ``channel``."""
+        return self.ivr_s if channel == "ivr" else self.ussd_s
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The reply to a hop: the screen, the session's hop counter, a handoff id."""
+
+    screen: Screen
+    seq: int
+    handoff_id: int | None = None
+    outcome: str = "ok"
+
+
+@dataclass
+class _Payload:
+    """What the dialogue keeps in the record's opaque ``state``."""
+
+    state: dict[str, Any] | None
+    origin: str
+    steps: int = 0
+    trail: list[str] | None = None
+    resume: dict[str, Any] | None = None
+
+    def dump(self) -> str:
+        data: dict[str, Any] = {"o": self.origin, "k": self.steps}
+        if self.state is not None:
+            data["s"] = self.state
+        if self.trail:
+            data["tr"] = self.trail
+        if self.resume is not None:
+            data["rs"] = self.resume
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def load(cls, raw: str) -> _Payload:
+        data = json.loads(raw)
+        return cls(
+            state=data.get("s"),
+            origin=data["o"],
+            steps=data.get("k", 0),
+            trail=data.get("tr"),
+            resume=data.get("rs"),
+        )
+
+
+def derive_input(path: str, previous_hop_id: str | None) -> str:
+    """The new input of a gateway that sends every input so far (``1*2*3``)."""
+    previous = previous_hop_id[2:] if previous_hop_id and previous_hop_id.startswith("p:") else ""
+    if not previous:
+        return path
+    if path.startswith(previous + "*"):
+        return path[len(previous) + 1 :]
+    return path.rsplit("*", 1)[-1]
+
+
+def _origin(ref: SessionRef) -> str:
+    return f"{ref.channel}:{ref.gateway}:{ref.session_id}"
+
+
+class Dialogue:
+    """Runs hops against the session store, the menus and the operations."""
+
+    def __init__(
+        self,
+        *,
+        store: SessionStore,
+        menus: MenuRegistry,
+        operations: OperationsFactory,
+        handoffs: HandoffSink,
+        metrics: Metrics,
+        deadlines: Deadlines | None = None,
+    ) -> None:
+        self.store = store
+        self.menus = menus
+        self.operations = operations
+        self.handoffs = handoffs
+        self.metrics = metrics
+        self.deadlines = deadlines or Deadlines()
+
+    # ------------------------------------------------------------------ entry
+
+    async def handle(self, hop: Hop) -> Answer:
+        """Answer one hop; never raises for backend trouble (polite final screens)."""
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.deadlines.for_channel(hop.channel)):
+                answer = await self._handle(hop)
+        except TimeoutError:
+            self.metrics.hop_timeouts.labels(hop.channel).inc()
+            answer = self._system_answer("service_unavailable", hop, outcome="timeout")
+        except StoreUnavailableError:
+            answer = self._system_answer("service_unavailable", hop, outcome="store_unavailable")
+        elapsed = time.perf_counter() - started
+        self.metrics.hops.labels(hop.channel, answer.outcome).inc()
+        self.metrics.hop_latency.labels(hop.channel).observe(elapsed)
+        log.info(
+            "hop",
+            channel=hop.channel,
+            gateway=hop.gateway,
+            session=hop.session_id,
+            kind=hop.kind.value,
+            input_len=len(hop.path if hop.path is not None else hop.input),
+            node=answer.screen.node,
+            final=answer.screen.final,
+            outcome=answer.outcome,
+            latency_ms=round(elapsed * 1000, 2),
+        )
+        return answer
+
+    async def _handle(self, hop: Hop) -> Answer:
+        ref = SessionRef(hop.channel, hop.gateway, hop.session_id)
+        for _ in range(MAX_CAS_ATTEMPTS):
+            record = await self.store.load(ref)
+            if hop.kind is HopKind.ABORT:
+                return await self._abort(hop, record)
+            if record is not None:
+                replayed = self._replay(hop, record)
+                if replayed is not None:
+                    return replayed
+            if record is None:
+                if hop.kind is not HopKind.BEGIN:
+                    return self._system_answer("session_expired", hop, outcome="expired")
+                answer, new = await self._begin(hop, ref)
+                result = await self.store.create(new)
+            else:
+                answer, new = await self._step(hop, record)
+                result = await self.store.save(new, record.version)
+            if result.status is SaveStatus.SAVED:
+                assert result.record is not None
+                return replace(answer, seq=result.record.version)
+            if result.status is SaveStatus.MISSING:
+                return self._system_answer("session_expired", hop, outcome="expired")
+            self.metrics.cas_conflicts.labels(hop.channel).inc()
+        return self._system_answer("service_unavailable", hop, outcome="conflict")
+
+    def _replay(self, hop: Hop, record: SessionRecord) -> Answer | None:
+        """The stored reply when this hop (or a repeated begin) was already answered."""
+        stored = record.reply_for(hop.hop_id) if hop.hop_id else None
+        if stored is None and hop.kind is HopKind.BEGIN and record.last_reply is not None:
+            # A second "begin" of a live session is the gateway repeating itself.
+            stored = record.last_reply
+        if stored is None:
+            return None
+        self.metrics.duplicate_hops.labels(hop.channel).inc()
+        screen, handoff_id = load_screen(stored)
+        return Answer(screen, record.version, handoff_id, outcome="duplicate")
+
+    # ------------------------------------------------------------------- steps
+
+    async def _begin(self, hop: Hop, ref: SessionRef) -> tuple[Answer, SessionRecord]:
+        menu = self.menus.current
+        origin = _origin(ref)
+        if hop.channel == "ussd" and not hop.shortcut:
+            point = await self.store.take_dropped(hop.channel, hop.msisdn)
+            if point is not None:
+                return self._offer_resume(hop, ref, menu, point)
+        ops = self.operations(hop.msisdn, f"{origin}:0")
+        result = await menu.start(cast(Channel, hop.channel), ops, shortcut=hop.shortcut)
+        payload = _Payload(state=None, origin=origin, steps=1, trail=[])
+        return await self._finish(
+            hop, ref, menu=menu, result=result, payload=payload, node_before=""
+        )
+
+    def _offer_resume(
+        self, hop: Hop, ref: SessionRef, menu: Menu, point: ResumePoint
+    ) -> tuple[Answer, SessionRecord]:
+        dropped = _Payload.load(point.state)
+        assert dropped.state is not None
+        language = str(dropped.state.get("l", menu.model.default_language))
+        text = menu.texts["resume_offer"].render(language, {})
+        screen = Screen(node=RESUME_NODE, text=text, final=False)
+        # Keeping the dropped session's origin and step count keeps its
+        # idempotency keys: an operation it already ran cannot run again.
+        payload = _Payload(
+            state=None,
+            origin=dropped.origin,
+            steps=dropped.steps,
+            trail=dropped.trail,
+            resume={"s": dropped.state, "v": point.menu_version},
+        )
+        record = SessionRecord(
+            ref=ref,
+            menu_version=point.menu_version,
+            node=RESUME_NODE,
+            state=payload.dump(),
+            last_hop_id=hop.hop_id,
+            last_reply=dump_screen(screen, None),
+        )
+        return Answer(screen, 0, outcome="resume_offered"), record
+
+    async def _step(self, hop: Hop, record: SessionRecord) -> tuple[Answer, SessionRecord]:
+        payload = _Payload.load(record.state)
+        text: str | None = hop.input
+        if hop.path is not None:
+            text = derive_input(hop.path, record.last_hop_id)
+        if hop.kind is HopKind.TIMEOUT:
+            text = None
+        if payload.resume is not None:
+            return await self._answer_resume(hop, record, payload, text)
+        assert payload.state is not None
+        state = SessionState.from_dict(payload.state)
+        menu = self._version(state.version)
+        if menu is None:
+            # The version this session started on is gone (e.g. a restart after
+            # a reload): the current menu hands the caller to an operator.
+            menu = self.menus.current
+            state = replace(state, version=menu.version, node=GONE_NODE)
+        ops = self.operations(hop.msisdn, f"{payload.origin}:{payload.steps}")
+        node_before = state.node
+        result = await menu.step(state, text, ops)
+        payload.steps += 1
+        payload.trail = [*(payload.trail or []), self._trail_entry(menu, node_before, text)]
+        return await self._finish(
+            hop,
+            record.ref,
+            menu=menu,
+            result=result,
+            payload=payload,
+            node_before=node_before,
+            base=record,
+        )
+
+    async def _answer_resume(
+        self, hop: Hop, record: SessionRecord, payload: _Payload, text: str | None
+    ) -> tuple[Answer, SessionRecord]:
+        assert payload.resume is not None
+        menu = self._version(str(payload.resume["v"]))
+        if text == RESUME_YES and menu is not None:
+            state = SessionState.from_dict(payload.resume["s"])
+            ops = self.operations(hop.msisdn, f"{payload.origin}:{payload.steps}")
+            result = await menu.show(state, ops)
+            payload.resume = None
+            payload.steps += 1
+            return await self._finish(
+                hop,
+                record.ref,
+                menu=menu,
+                result=result,
+                payload=payload,
+                node_before=RESUME_NODE,
+                base=record,
+            )
+        menu = self.menus.current
+        origin = _origin(record.ref)
+        ops = self.operations(hop.msisdn, f"{origin}:0")
+        result = await menu.start(cast(Channel, hop.channel), ops)
+        fresh = _Payload(state=None, origin=origin, steps=1, trail=[])
+        return await self._finish(
+            hop,
+            record.ref,
+            menu=menu,
+            result=result,
+            payload=fresh,
+            node_before=RESUME_NODE,
+            base=record,
+        )
+
+    async def _finish(
+        self,
+        hop: Hop,
+        ref: SessionRef,
+        *,
+        menu: Menu,
+        result: StepResult,
+        payload: _Payload,
+        node_before: str,
+        base: SessionRecord | None = None,
+    ) -> tuple[Answer, SessionRecord]:
+        payload.state = result.state.to_dict()
+        if payload.trail is not None:
+            del payload.trail[:-TRAIL_LIMIT]
+        handoff_id = None
+        screen = result.screen
+        if screen.handoff is not None:
+            self.metrics.handoffs.labels(screen.handoff.reason).inc()
+            handoff_id = await self.handoffs(
+                HandoffNeeded(
+                    key=f"{payload.origin}:{payload.steps}",
+                    hop=hop,
+                    language=result.state.language,
+                    reason=screen.handoff.reason,
+                    breadcrumb=tuple(payload.trail or ()),
+                    ops=self.operations(hop.msisdn, f"{payload.origin}:{payload.steps}:h"),
+                )
+            )
+        record = SessionRecord(
+            ref=ref,
+            menu_version=menu.version,
+            node=result.state.node,
+            state=payload.dump(),
+            last_hop_id=hop.hop_id,
+            last_reply=dump_screen(screen, handoff_id),
+            version=base.version if base is not None else 0,
+        )
+        log.debug("step", node_before=node_before, node_after=result.state.node)
+        return Answer(screen, 0, handoff_id), record
+
+    @staticmethod
+    def _trail_entry(menu: Menu, node_id: str, text: str | None) -> str:
+        if text is None:
+            return f"{node_id}:(timeout)"
+        node = menu.nodes.get(node_id)
+        if isinstance(node, InputNode) and isinstance(node.validator, PinValidator):
+            return f"{node_id}:****"
+        return f"{node_id}:{text}"
+
+    def _version(self, version: str) -> Menu | None:
+        try:
+            return self.menus.get(version)
+        except UnknownVersionError:
+            return None
+
+    # ------------------------------------------------------------- endings
+
+    async def _abort(self, hop: Hop, record: SessionRecord | None) -> Answer:
+        """The gateway ended the session: remember where, so a redial can resume."""
+        if record is None:
+            return self._system_answer("session_expired", hop, outcome="aborted")
+        screen, _ = load_screen(record.last_reply) if record.last_reply else (None, None)
+        payload = _Payload.load(record.state)
+        unfinished = screen is not None and not screen.final and payload.resume is None
+        if hop.channel == "ussd" and unfinished:
+            await self.store.remember_dropped(
+                ResumePoint(
+                    channel=hop.channel,
+                    msisdn=hop.msisdn,
+                    gateway=hop.gateway,
+                    session_id=hop.session_id,
+                    menu_version=record.menu_version,
+                    node=record.node,
+                    state=record.state,
+                )
+            )
+        await self.store.delete(record.ref)
+        closing = screen or Screen(node=record.node, text="", final=True)
+        return Answer(replace(closing, final=True), record.version, outcome="aborted")
+
+    def _system_answer(self, name: str, hop: Hop, *, outcome: str) -> Answer:
+        """A final screen with one of the dialogue's own texts, in the default language."""
+        menu = self.menus.current
+        language = menu.model.default_language
+        compiled = menu.texts[name]
+        if hop.channel == "ivr":
+            spoken = compiled.render_voice(language, {})
+            screen = Screen(node=name, text=spoken, final=True, prompts=(Prompt(spoken),))
+        else:
+            screen = Screen(node=name, text=compiled.render(language, {}), final=True)
+        return Answer(screen, 0, outcome=outcome)

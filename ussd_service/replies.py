@@ -1,0 +1,53 @@
+"""Screens stored as compact JSON, so a retried hop gets the very same reply."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from menus.screen import Handoff, IvrHints, Prompt, Screen
+
+
+def dump_screen(screen: Screen, handoff_id: int | None) -> str:
+    """The screen (and its handoff id) as compact JSON for the session record."""
+    data: dict[str, Any] = {"n": screen.node, "t": screen.text}
+    if screen.final:
+        data["f"] = 1
+    if screen.handoff is not None:
+        data["h"] = [screen.handoff.reason, screen.handoff.destination]
+    if handoff_id is not None:
+        data["hid"] = handoff_id
+    if screen.prompts:
+        data["p"] = [[p.text, p.audio] if p.audio else [p.text] for p in screen.prompts]
+    if screen.ivr is not None:
+        hints = screen.ivr
+        data["i"] = [
+            hints.num_digits,
+            hints.finish_on_key,
+            hints.timeout,
+            hints.voice,
+            hints.language_code,
+        ]
+    if screen.pages > 1:
+        data["pg"] = [screen.page, screen.pages]
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def load_screen(raw: str) -> tuple[Screen, int | None]:
+    """The screen and handoff id ``dump_screen`` wrote."""
+    data = json.loads(raw)
+    handoff = Handoff(*data["h"]) if "h" in data else None
+    prompts = tuple(Prompt(*p) for p in data.get("p", ()))
+    ivr = IvrHints(*data["i"]) if "i" in data else None
+    page, pages = data.get("pg", (0, 1))
+    screen = Screen(
+        node=data["n"],
+        text=data["t"],
+        final=bool(data.get("f")),
+        handoff=handoff,
+        prompts=prompts,
+        ivr=ivr,
+        page=page,
+        pages=pages,
+    )
+    return screen, data.get("hid")
