@@ -10,6 +10,8 @@ from ussd_service.app import create_app
 from ussd_service.config import Settings
 from ussd_service.openapi import PATHS
 
+MENU_FILE = Path(__file__).resolve().parents[1] / "menu_definitions.yaml"
+
 
 async def test_healthz_and_readyz_answer_with_real_servers(client: TestClient) -> None:
     resp = await client.get("/healthz")
@@ -26,7 +28,7 @@ async def test_readyz_is_503_not_500_when_postgres_is_unreachable(servers, tmp_p
     settings = Settings(
         redis_url=servers.redis_url,
         database_url=f"postgresql://postgres@/nowhere?host={tmp_path}",
-        menu_file=Path(__file__).resolve().parents[1] / "menu_definitions.yaml",
+        menu_file=MENU_FILE,
     )
     async with TestClient(TestServer(create_app(settings, background=False))) as client:
         resp = await client.get("/readyz")
