@@ -16,10 +16,11 @@ from aiohttp.typedefs import Handler
 import ledger
 from menus import MenuRegistry
 from session_store import RedisSessionStore
+from session_store.dropoff import DropoffBuffer, RedisDropoffCounters
 from ussd_service import api, gateways, handoffs, health
 from ussd_service.config import Settings
 from ussd_service.dialogue import DIALOGUE_TEXTS, Dialogue
-from ussd_service.keys import DIALOGUE, MENUS, METRICS, PG_POOL, READINESS, REDIS, SETTINGS
+from ussd_service.keys import DIALOGUE, DROPOFF, MENUS, METRICS, PG_POOL, READINESS, REDIS, SETTINGS
 from ussd_service.metrics import Metrics
 from ussd_service.operations import LedgerOperations
 
@@ -101,6 +102,7 @@ async def _postgres_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _dialogue_ctx(app: web.Application) -> AsyncIterator[None]:
     pool, redis = app[PG_POOL], app[REDIS]
     provisioner = ledger.DevProvisioner(pool)
+    dropoff = app[DROPOFF] = DropoffBuffer(RedisDropoffCounters(redis))
 
     def operations(msisdn: str, key_prefix: str) -> LedgerOperations:
         return LedgerOperations(pool, msisdn, key_prefix, provisioner=provisioner)
@@ -111,8 +113,10 @@ async def _dialogue_ctx(app: web.Application) -> AsyncIterator[None]:
         operations=operations,
         handoffs=handoffs.handoff_sink(pool, redis),
         metrics=app[METRICS],
+        dropoff=dropoff,
     )
-    yield
+    async with dropoff:
+        yield
 
 
 async def _background_ctx(app: web.Application) -> AsyncIterator[None]:

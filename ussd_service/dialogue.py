@@ -34,6 +34,7 @@ from session_store import (
     SessionStore,
     StoreUnavailableError,
 )
+from session_store.dropoff import DropoffBuffer, DropoffEvent, DropoffKind
 from ussd_service.hop import Hop, HopKind
 from ussd_service.metrics import Metrics
 from ussd_service.replies import dump_screen, load_screen
@@ -88,12 +89,37 @@ class Deadlines:
 
 @dataclass(frozen=True)
 class Answer:
-    """The reply to a hop: the screen, the session's hop counter, a handoff id."""
+    """The reply to a hop: the screen, the session's hop counter, a handoff id.
+
+    ``events`` are the drop-off counts the hop adds once its state is saved.
+    """
 
     screen: Screen
     seq: int
     handoff_id: int | None = None
     outcome: str = "ok"
+    events: tuple[DropoffEvent, ...] = ()
+
+
+def dropoff_events(
+    version: str, before: str | None, kind: HopKind, result: StepResult
+) -> tuple[DropoffEvent, ...]:
+    """What one stepped hop means for the drop-off report of ``version``."""
+    after = result.state.node
+    events: list[DropoffEvent] = []
+    if before is not None and kind is HopKind.TIMEOUT and after == before:
+        events.append(DropoffEvent(version, before, DropoffKind.TIMEOUT))
+    elif before is not None and not result.accepted and after == before:
+        events.append(DropoffEvent(version, before, DropoffKind.INVALID))
+    if after != before:
+        if before is not None:
+            events.append(DropoffEvent(version, before, DropoffKind.EXIT, after))
+        events.append(DropoffEvent(version, after, DropoffKind.ENTRY))
+    if result.screen.handoff is not None:
+        events.append(DropoffEvent(version, after, DropoffKind.HANDOFF))
+    elif result.screen.final:
+        events.append(DropoffEvent(version, after, DropoffKind.COMPLETE))
+    return tuple(events)
 
 
 @dataclass
@@ -154,6 +180,7 @@ class Dialogue:
         handoffs: HandoffSink,
         metrics: Metrics,
         deadlines: Deadlines | None = None,
+        dropoff: DropoffBuffer | None = None,
     ) -> None:
         self.store = store
         self.menus = menus
@@ -161,6 +188,7 @@ class Dialogue:
         self.handoffs = handoffs
         self.metrics = metrics
         self.deadlines = deadlines or Deadlines()
+        self.dropoff = dropoff
 
     # ------------------------------------------------------------------ entry
 
@@ -212,6 +240,7 @@ class Dialogue:
                 result = await self.store.save(new, record.version)
             if result.status is SaveStatus.SAVED:
                 assert result.record is not None
+                self._count(answer.events)
                 return replace(answer, seq=result.record.version)
             if result.status is SaveStatus.MISSING:
                 return self._system_answer("session_expired", hop, outcome="expired")
@@ -377,8 +406,9 @@ class Dialogue:
             last_reply=dump_screen(screen, handoff_id),
             version=base.version if base is not None else 0,
         )
-        log.debug("step", node_before=node_before, node_after=result.state.node)
-        return Answer(screen, 0, handoff_id), record
+        before = None if node_before in ("", RESUME_NODE) else node_before
+        events = dropoff_events(menu.version, before, hop.kind, result)
+        return Answer(screen, 0, handoff_id, events=events), record
 
     @staticmethod
     def _trail_entry(menu: Menu, node_id: str, text: str | None) -> str:
@@ -388,6 +418,10 @@ class Dialogue:
         if isinstance(node, InputNode) and isinstance(node.validator, PinValidator):
             return f"{node_id}:****"
         return f"{node_id}:{text}"
+
+    def _count(self, events: tuple[DropoffEvent, ...]) -> None:
+        if self.dropoff is not None and events:
+            self.dropoff.record(events)
 
     def _version(self, version: str) -> Menu | None:
         try:
@@ -417,6 +451,8 @@ class Dialogue:
                 )
             )
         await self.store.delete(record.ref)
+        if unfinished:
+            self._count((DropoffEvent(record.menu_version, record.node, DropoffKind.ABANDON),))
         closing = screen or Screen(node=record.node, text="", final=True)
         return Answer(replace(closing, final=True), record.version, outcome="aborted")
 

@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from menus import MenuRegistry
+from session_store.dropoff import DropoffBuffer
 from ussd_service.config import Settings
 from ussd_service.dialogue import Dialogue
 from ussd_service.metrics import Metrics
@@ -21,3 +22,5 @@ PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
 READINESS = web.AppKey("readiness", dict[str, Callable[[], bool]])
 DIALOGUE = web.AppKey("dialogue", Dialogue)
 MENUS = web.AppKey("menus", MenuRegistry)
+# Drop-off events of hops, written to Redis in batches (flush() in tests).
+DROPOFF = web.AppKey("dropoff", DropoffBuffer)
