@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 # Environment variable for each setting (names from shared/INTERFACES.md).
 ENV_VARS: Mapping[str, str] = {
@@ -23,10 +23,25 @@ ENV_VARS: Mapping[str, str] = {
     "twilio_auth_token": "TWILIO_AUTH_TOKEN",
     "log_level": "USSD_LOG_LEVEL",
     "log_format": "USSD_LOG_FORMAT",
+    # SMS on 4555: the operator's SMS gateway (Kannel ``sendsms`` convention)
+    # and the notification delivery worker.
+    "sms_gateway_url": "USSD_SMS_GATEWAY_URL",
+    "sms_gateway_username": "USSD_SMS_GATEWAY_USERNAME",
+    "sms_gateway_password": "USSD_SMS_GATEWAY_PASSWORD",
+    "sms_gateway_method": "USSD_SMS_GATEWAY_METHOD",
+    "sms_gateway_timeout": "USSD_SMS_GATEWAY_TIMEOUT",
+    "sms_sender": "USSD_SMS_SENDER",
+    "notifier_batch": "USSD_NOTIFIER_BATCH",
+    "notifier_interval": "USSD_NOTIFIER_INTERVAL",
 }
 
 _REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 _POSTGRES_SCHEMES = frozenset({"postgres", "postgresql"})
+_HTTP_SCHEMES = frozenset({"http", "https"})
+# A send must finish well inside the outbox lease (ledger ``outbox_lease``, 60 s),
+# or another worker could claim the message while it is still in flight.
+MAX_SMS_GATEWAY_TIMEOUT_S = 30.0
+MAX_NOTIFIER_BATCH = 1000
 
 
 class ConfigError(ValueError):
@@ -49,6 +64,16 @@ class Settings(BaseModel):
     twilio_auth_token: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
+    # Unset: notifications are logged (numbers masked) instead of sent.
+    sms_gateway_url: str | None = None
+    sms_gateway_username: str | None = None
+    sms_gateway_password: SecretStr | None = None
+    sms_gateway_method: Literal["GET", "POST"] = "POST"
+    sms_gateway_timeout: float = Field(default=10.0, gt=0, le=MAX_SMS_GATEWAY_TIMEOUT_S)
+    sms_sender: str = Field(default="4555", min_length=1, max_length=16)
+    notifier_batch: int = Field(default=50, ge=1, le=MAX_NOTIFIER_BATCH)
+    # Seconds the worker waits when the outbox has nothing due.
+    notifier_interval: float = Field(default=2.0, gt=0, le=3600)
 
     @field_validator("redis_url")
     @classmethod
@@ -59,6 +84,16 @@ class Settings(BaseModel):
     @classmethod
     def _postgres_scheme(cls, value: str | None) -> str | None:
         return _check_scheme(value, _POSTGRES_SCHEMES)
+
+    @field_validator("sms_gateway_url")
+    @classmethod
+    def _sms_gateway_scheme(cls, value: str | None) -> str | None:
+        return _check_scheme(value, _HTTP_SCHEMES)
+
+    @field_validator("sms_gateway_method", mode="before")
+    @classmethod
+    def _method_upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("api_token", "gateway_secret", "twilio_auth_token")
     @classmethod
@@ -101,6 +136,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "?"
             name = ENV_VARS.get(field, field)
-            shown = "" if "secret" in field or "token" in field else f" (got {error['input']!r})"
+            hidden = ("secret", "token", "password")
+            shown = "" if any(w in field for w in hidden) else f" (got {error['input']!r})"
             problems.append(f"{name}: {error['msg']}{shown}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
