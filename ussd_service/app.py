@@ -101,11 +101,11 @@ async def _postgres_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _dialogue_ctx(app: web.Application) -> AsyncIterator[None]:
     pool, redis = app[PG_POOL], app[REDIS]
-    provisioner = ledger.DevProvisioner(pool)
     dropoff = app[DROPOFF] = DropoffBuffer(RedisDropoffCounters(redis))
 
     def operations(msisdn: str, key_prefix: str) -> LedgerOperations:
-        return LedgerOperations(pool, msisdn, key_prefix, provisioner=provisioner)
+        # The ledger's settings choose the provisioner (the built-in one fulfils at once).
+        return LedgerOperations(pool, msisdn, key_prefix)
 
     app[DIALOGUE] = Dialogue(
         store=RedisSessionStore(redis),

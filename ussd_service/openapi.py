@@ -83,7 +83,161 @@ def _handoff_action(summary: str, conflict: str) -> dict[str, Any]:
     }
 
 
+_MSISDN_PARAM = [
+    {
+        "name": "msisdn",
+        "in": "path",
+        "required": True,
+        "schema": _STR,
+        "description": "as people type it (+7 916 123-45-67, 89161234567...); E.164 in answers",
+    }
+]
+_ERROR = {"type": "object", "properties": {"error": _STR, "details": {"type": "object"}}}
+_LEDGER_ERRORS = {
+    "400": _json_response("malformed request; `error` says what is wrong", _ERROR),
+    "409": _json_response(
+        "refused by the subscriber's state (not_enrolled, blocked, idempotency_conflict...)",
+        _ERROR,
+    ),
+    "422": _json_response("refused by a business rule; `error` is the ledger's code", _ERROR),
+    **_AUTH_ERRORS,
+}
+
+
+def _settlement(summary: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "description": "Idempotent: a repeated callback gets the first answer.",
+            "tags": ["provisioning"],
+            "security": _API_SECURITY,
+            "parameters": [
+                {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+            ],
+            "requestBody": {
+                "required": False,
+                "content": {
+                    _JSON: {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"reason": {"type": "string", "maxLength": 200}},
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _json_response("the settled redemption"),
+                "404": _json_response("no such redemption", _ERROR),
+                **_LEDGER_ERRORS,
+            },
+        }
+    }
+
+
 PATHS: dict[str, dict[str, Any]] = {
+    "/v1/accruals": {
+        "post": {
+            "summary": "Credit points to a member.",
+            "tags": ["ledger"],
+            "security": _API_SECURITY,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    _JSON: {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "msisdn": _STR,
+                                "points": {"type": "integer", "minimum": 1},
+                                "reason": _STR,
+                                "idempotency_key": {"type": "string", "maxLength": 128},
+                                "expires_at": {"type": "string", "format": "date-time"},
+                            },
+                            "required": ["msisdn", "points", "reason", "idempotency_key"],
+                        }
+                    }
+                },
+            },
+            "responses": {"201": _json_response("the accrual"), **_LEDGER_ERRORS},
+        }
+    },
+    "/v1/subscribers/{msisdn}": {
+        "get": {
+            "summary": "A subscriber's status, language, balance and soonest expiry.",
+            "tags": ["ledger"],
+            "security": _API_SECURITY,
+            "parameters": _MSISDN_PARAM,
+            "responses": {
+                "200": _json_response(
+                    "the subscriber",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "msisdn": _STR,
+                            "status": {
+                                "type": "string",
+                                "enum": ["not_enrolled", "active", "blocked"],
+                            },
+                            "language": _STR,
+                            "balance": {
+                                "type": "object",
+                                "properties": {
+                                    "available": {"type": "integer"},
+                                    "pending_in": {"type": "integer"},
+                                    "pending_out": {"type": "integer"},
+                                },
+                            },
+                            "expiring": {
+                                "type": "object",
+                                "properties": {
+                                    "points": {"type": "integer"},
+                                    "date": {"type": ["string", "null"], "format": "date"},
+                                },
+                            },
+                        },
+                    },
+                ),
+                "404": _json_response("a number never seen", _ERROR),
+                **_LEDGER_ERRORS,
+            },
+        }
+    },
+    "/v1/subscribers/{msisdn}/enrollment": {
+        "post": {
+            "summary": "Join the programme.",
+            "tags": ["ledger"],
+            "security": _API_SECURITY,
+            "parameters": [
+                *_MSISDN_PARAM,
+                {"name": "Idempotency-Key", "in": "header", "schema": _STR},
+            ],
+            "responses": {"200": _json_response("the enrolment"), **_LEDGER_ERRORS},
+        }
+    },
+    "/v1/subscribers/{msisdn}/history": {
+        "get": {
+            "summary": "Latest ledger movements of a member, newest first.",
+            "tags": ["ledger"],
+            "security": _API_SECURITY,
+            "parameters": [
+                *_MSISDN_PARAM,
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+                },
+            ],
+            "responses": {
+                "200": _json_response("the history"),
+                "404": _json_response("a number never seen", _ERROR),
+                **_LEDGER_ERRORS,
+            },
+        }
+    },
+    "/v1/redemptions/{id}/fulfilled": _settlement("Provisioning delivered the reward."),
+    "/v1/redemptions/{id}/failed": _settlement(
+        "Provisioning could not deliver the reward; the points go back."
+    ),
     "/ussd/africastalking": {
         "post": {
             "summary": "USSD hop in the Africa's Talking convention.",

@@ -40,19 +40,19 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Dataclass values as JSON-friendly data for placeholders and session variables."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, datetime | date):
         return value.isoformat()
     return value
 
 
 def _result(outcome: ledger.Outcome[Any]) -> OperationResult:
-    data = _plain(outcome.value) if outcome.value is not None else dict(outcome.details)
+    data = plain(outcome.value) if outcome.value is not None else dict(outcome.details)
     return OperationResult(outcome.code.value, data)
 
 
