@@ -28,6 +28,8 @@ from hops_harness import (
     new_msisdn,
 )
 
+import ledger
+
 REPEATS = 5
 
 
@@ -95,8 +97,6 @@ async def test_a_retried_begin_does_not_start_a_second_session(
 async def test_concurrent_retries_of_a_redemption_redeem_once(
     client: TestClient, pg_pool: asyncpg.Pool
 ) -> None:
-    import ledger
-
     await ledger.load_catalog(pg_pool)
     caller = new_msisdn()
     await member(pg_pool, caller, 1000)
