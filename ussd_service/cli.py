@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import asyncpg
 import click
 import structlog
 from aiohttp import web
 
+import ledger
+from menus import MenuError, MenuRegistry, json_schema, validate_file
 from ussd_service.app import create_app
 from ussd_service.config import ConfigError, Settings, load_settings
+from ussd_service.dialogue import DIALOGUE_TEXTS
 from ussd_service.logs import configure_logging
 from ussd_service.runtime import apply_migrations, backing_servers
+
+T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
 
@@ -24,12 +34,13 @@ _DATA_DIR = click.option(
 )
 
 
-def _settings(**overrides: Any) -> Settings:
+def _settings(*, log_to_stderr: bool = True, **overrides: Any) -> Settings:
     try:
         settings = load_settings(**overrides)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    configure_logging(settings.log_level, settings.log_format)
+    stream = sys.stderr if log_to_stderr else sys.stdout
+    configure_logging(settings.log_level, settings.log_format, stream)
     return settings
 
 
@@ -52,14 +63,25 @@ def serve(
     host: str | None, port: int | None, menu_file: Path | None, data_dir: Path | None
 ) -> None:
     """Run the service; starts embedded Redis/PostgreSQL when no URLs are set."""
-    settings = _settings(host=host, port=port, menu_file=menu_file, data_dir=data_dir)
+    settings = _settings(
+        log_to_stderr=False, host=host, port=port, menu_file=menu_file, data_dir=data_dir
+    )
+    try:
+        menus = MenuRegistry.from_file(settings.menu_file, DIALOGUE_TEXTS)
+    except MenuError as exc:
+        for diagnostic in exc.diagnostics:
+            click.echo(str(diagnostic), err=True)
+        raise SystemExit(1) from None
     with backing_servers(settings) as resolved:
         assert resolved.database_url
         applied = asyncio.run(apply_migrations(resolved.database_url))
         log.info("migrations_applied", applied=applied)
+        loaded = asyncio.run(_with_pool(resolved, _first_catalog))
+        if loaded is not None:
+            log.info("catalog_loaded", rewards=loaded.loaded, source=str(ledger.DEFAULT_CATALOG))
         log.info("serving", url=f"http://{resolved.host}:{resolved.port}")
         web.run_app(
-            create_app(resolved),
+            create_app(resolved, menus=menus),
             host=resolved.host,
             port=resolved.port,
             print=None,
@@ -79,3 +101,116 @@ def migrate(data_dir: Path | None) -> None:
     click.echo(
         f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else "")
     )
+
+
+async def _with_pool(settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+    assert settings.database_url
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
+    try:
+        return await work(pool)
+    finally:
+        await pool.close()
+
+
+async def _first_catalog(pool: asyncpg.Pool) -> ledger.CatalogLoad | None:
+    """Load the shipped catalogue when the database has none (a first start)."""
+    if await pool.fetchval("SELECT EXISTS (SELECT 1 FROM rewards)"):
+        return None
+    return await ledger.load_catalog(pool)
+
+
+def _run_with_servers(data_dir: Path | None, work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+    settings = _settings(data_dir=data_dir)
+    with backing_servers(settings) as resolved:
+        assert resolved.database_url
+        asyncio.run(apply_migrations(resolved.database_url))
+        return asyncio.run(_with_pool(resolved, work))
+
+
+@main.command()
+@click.argument("menu_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+def validate(menu_file: Path | None) -> None:
+    """Check a menu file: prints FILE:LINE:COL: level: message; exit 1 on errors."""
+    path = menu_file or load_settings(env={}).menu_file
+    diagnostics = validate_file(path, DIALOGUE_TEXTS)
+    for diagnostic in diagnostics:
+        click.echo(str(diagnostic))
+    errors = sum(1 for d in diagnostics if d.level == "error")
+    warnings = len(diagnostics) - errors
+    click.echo(f"{path}: {errors} error(s), {warnings} warning(s)", err=True)
+    sys.exit(1 if errors else 0)
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of the menu language."""
+    click.echo(json.dumps(json_schema(), ensure_ascii=False, indent=2))
+
+
+@main.group(name="ledger")
+def ledger_group() -> None:
+    """Inspect and operate the points ledger."""
+
+
+@ledger_group.command(name="check")
+@_DATA_DIR
+def ledger_check(data_dir: Path | None) -> None:
+    """Verify every ledger invariant; exit 1 and list the violations if any is broken."""
+    violations = _run_with_servers(data_dir, ledger.check)
+    for violation in violations:
+        click.echo(str(violation))
+    if violations:
+        click.echo(f"{len(violations)} violation(s)", err=True)
+        sys.exit(1)
+    click.echo("ledger check: clean")
+
+
+@ledger_group.command(name="accrue")
+@click.argument("number")
+@click.argument("points", type=click.IntRange(min=1))
+@click.option("--reason", default="manual", show_default=True, help="Why the points are given.")
+@click.option("--key", "idempotency_key", help="Idempotency key; the same key never credits twice.")
+@_DATA_DIR
+def ledger_accrue(
+    number: str, points: int, reason: str, idempotency_key: str | None, data_dir: Path | None
+) -> None:
+    """Credit POINTS to the member NUMBER."""
+    msisdn = ledger.try_normalize_msisdn(number, "RU")
+    if msisdn is None:
+        raise click.BadParameter("not a valid phone number", param_hint="NUMBER")
+    key = idempotency_key or f"cli:{msisdn}:{points}:{reason}:{_now_token()}"
+
+    async def accrue(pool: asyncpg.Pool) -> ledger.Outcome[ledger.Accrual]:
+        return await ledger.accrue(pool, msisdn, points, key=key, reason=reason)
+
+    outcome = _run_with_servers(data_dir, accrue)
+    if not outcome.ok:
+        click.echo(f"refused: {outcome.code.value}", err=True)
+        sys.exit(1)
+    accrual = outcome.unwrap()
+    click.echo(f"credited {accrual.points}; available {accrual.available}")
+
+
+def _now_token() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+
+
+@main.group(name="catalog")
+def catalog_group() -> None:
+    """Manage the rewards catalogue."""
+
+
+@catalog_group.command(name="load")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_DATA_DIR
+def catalog_load(file: Path, data_dir: Path | None) -> None:
+    """Load the rewards catalogue from FILE (YAML); rewards missing from it are deactivated."""
+
+    async def load(pool: asyncpg.Pool) -> ledger.CatalogLoad:
+        return await ledger.load_catalog(pool, file)
+
+    try:
+        result = _run_with_servers(data_dir, load)
+    except ledger.CatalogError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"loaded {result.loaded} reward(s); deactivated {len(result.deactivated)}")
