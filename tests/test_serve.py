@@ -42,12 +42,14 @@ def _ready(port: int) -> bool:
 class Service:
     """A `serve` process under test."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, env: dict[str, str] | None = None, extra: tuple[str, ...] = ()
+    ) -> None:
         self.port = _free_port()
         full_env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
         full_env.update(env or {})
         self.proc = subprocess.Popen(
-            [CLI, "serve", "--port", str(self.port), "--data-dir", str(data_dir)],
+            [CLI, "serve", "--port", str(self.port), "--data-dir", str(data_dir), *extra],
             env=full_env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -67,6 +69,14 @@ class Service:
         output = self.proc.communicate(timeout=60)[0].decode()
         assert self.proc.returncode == 0, output
         return output
+
+
+def _survivors(pids: list[int], grace_s: float = 5.0) -> list[int]:
+    """The processes still running after a short grace period (exits are not instant)."""
+    deadline = time.monotonic() + grace_s
+    while (alive := [pid for pid in pids if _alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return alive
 
 
 def _alive(pid: int) -> bool:
@@ -105,7 +115,7 @@ def test_serve_runs_embedded_servers_and_leaves_no_process_behind(data_dir: Path
     assert _db_value(data_dir, "kept across restarts") == "kept across restarts"
     output = service.interrupt()
     assert "embedded_servers_stopped" in output
-    assert not [pid for pid in service.children if _alive(pid)]
+    assert _survivors(service.children) == []
 
     again = Service(data_dir)
     try:
@@ -113,7 +123,7 @@ def test_serve_runs_embedded_servers_and_leaves_no_process_behind(data_dir: Path
         assert _db_value(data_dir, None) == "kept across restarts"
     finally:
         again.interrupt()
-    assert not [pid for pid in again.children if _alive(pid)]
+    assert _survivors(again.children) == []
 
 
 def test_serve_with_urls_starts_no_server(servers, data_dir: Path) -> None:
@@ -141,3 +151,21 @@ def test_bad_configuration_is_a_clear_usage_error(data_dir: Path) -> None:
     assert result.returncode == 2
     assert "USSD_PORT" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_with_two_workers_shares_the_port(data_dir: Path) -> None:
+    service = Service(data_dir, extra=("--workers", "2"))
+    try:
+        workers = [
+            p
+            for p in psutil.Process(service.proc.pid).children()
+            if "multiprocessing.spawn" in " ".join(p.cmdline())
+            and "resource_tracker" not in " ".join(p.cmdline())
+        ]
+        assert len(workers) >= 2
+        for _ in range(10):
+            assert _ready(service.port)
+    finally:
+        output = service.interrupt()
+    assert "workers_stopped" in output
+    assert _survivors(service.children) == []

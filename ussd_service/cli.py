@@ -22,6 +22,7 @@ from ussd_service.config import ConfigError, Settings, load_settings
 from ussd_service.dialogue import DIALOGUE_TEXTS
 from ussd_service.logs import configure_logging
 from ussd_service.runtime import apply_migrations, backing_servers
+from ussd_service.workers import run_workers
 
 T = TypeVar("T")
 
@@ -58,9 +59,20 @@ def main() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Menu file (env USSD_MENU_FILE, default menu_definitions.yaml).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Processes sharing the port (SO_REUSEPORT), to use several cores.",
+)
 @_DATA_DIR
 def serve(
-    host: str | None, port: int | None, menu_file: Path | None, data_dir: Path | None
+    host: str | None,
+    port: int | None,
+    menu_file: Path | None,
+    workers: int,
+    data_dir: Path | None,
 ) -> None:
     """Run the service; starts embedded Redis/PostgreSQL when no URLs are set."""
     settings = _settings(
@@ -79,7 +91,10 @@ def serve(
         loaded = asyncio.run(_with_pool(resolved, _first_catalog))
         if loaded is not None:
             log.info("catalog_loaded", rewards=loaded.loaded, source=str(ledger.DEFAULT_CATALOG))
-        log.info("serving", url=f"http://{resolved.host}:{resolved.port}")
+        log.info("serving", url=f"http://{resolved.host}:{resolved.port}", workers=workers)
+        if workers > 1:
+            run_workers(resolved, workers)
+            return
         web.run_app(
             create_app(resolved, menus=menus),
             host=resolved.host,
@@ -87,7 +102,7 @@ def serve(
             print=None,
             access_log=None,
         )
-    log.info("stopped")
+        log.info("stopped")
 
 
 @main.command()

@@ -1,0 +1,70 @@
+"""Several service processes sharing one port (``serve --workers N``).
+
+Each worker is a fresh interpreter (``spawn``: no state forked from the
+parent) that builds its own app and listens with ``SO_REUSEPORT``, so the
+kernel spreads connections over the workers. The parent owns the embedded
+servers and stops them after every worker has exited.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from types import FrameType
+
+import structlog
+from aiohttp import web
+
+from menus import MenuRegistry
+from ussd_service.app import create_app
+from ussd_service.config import Settings
+from ussd_service.dialogue import DIALOGUE_TEXTS
+from ussd_service.logs import configure_logging
+
+log = structlog.get_logger(__name__)
+WORKER_STOP_TIMEOUT_S = 30.0
+
+
+def _worker(settings_json: str) -> None:
+    settings = Settings.model_validate_json(settings_json)
+    configure_logging(settings.log_level, settings.log_format)
+    menus = MenuRegistry.from_file(settings.menu_file, DIALOGUE_TEXTS)
+    web.run_app(
+        create_app(settings, menus=menus),
+        host=settings.host,
+        port=settings.port,
+        reuse_port=True,
+        print=None,
+        access_log=None,
+    )
+
+
+def run_workers(settings: Settings, count: int) -> None:
+    """Run ``count`` worker processes until SIGINT/SIGTERM, then stop them all."""
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_worker, args=(settings.model_dump_json(),), name=f"worker-{n}")
+        for n in range(count)
+    ]
+    for worker in workers:
+        worker.start()
+    log.info("workers_started", pids=[w.pid for w in workers])
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        # SIGTERM: aiohttp's graceful shutdown in each worker.
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for worker in workers:
+            worker.join()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for worker in workers:
+            worker.join(WORKER_STOP_TIMEOUT_S)
+            if worker.is_alive():
+                worker.kill()
+    log.info("workers_stopped", exit_codes=[w.exitcode for w in workers])
