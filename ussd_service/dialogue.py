@@ -28,6 +28,7 @@ from menus.operations import Operations
 from menus.screen import Prompt, Screen
 from session_store import (
     ResumePoint,
+    SaveResult,
     SaveStatus,
     SessionRecord,
     SessionRef,
@@ -203,6 +204,10 @@ class Dialogue:
             answer = self._system_answer("service_unavailable", hop, outcome="timeout")
         except StoreUnavailableError:
             answer = self._system_answer("service_unavailable", hop, outcome="store_unavailable")
+        except Exception:
+            # A bug, not an outage: keep the traceback for us, a polite screen for them.
+            log.exception("hop_failed", channel=hop.channel, session=hop.session_id)
+            answer = self._system_answer("service_unavailable", hop, outcome="error")
         elapsed = time.perf_counter() - started
         self.metrics.hops.labels(hop.channel, answer.outcome).inc()
         self.metrics.hop_latency.labels(hop.channel).observe(elapsed)
@@ -237,7 +242,7 @@ class Dialogue:
                 result = await self.store.create(new)
             else:
                 answer, new = await self._step(hop, record)
-                result = await self.store.save(new, record.version)
+                result = await self._save(hop, new, record.version, answer.screen)
             if result.status is SaveStatus.SAVED:
                 assert result.record is not None
                 self._count(answer.events)
@@ -246,6 +251,32 @@ class Dialogue:
                 return self._system_answer("session_expired", hop, outcome="expired")
             self.metrics.cas_conflicts.labels(hop.channel).inc()
         return self._system_answer("service_unavailable", hop, outcome="conflict")
+
+    async def _save(
+        self, hop: Hop, record: SessionRecord, expected: int, screen: Screen
+    ) -> SaveResult:
+        """Compare-and-set the record; for gateways that never report drops, keep
+        the resume pointer current in the same moment (two commands in flight)."""
+        if hop.reports_drops or hop.channel != "ussd":
+            return await self.store.save(record, expected)
+        home = self.menus.current.model.entry.ussd.home
+        if screen.final or record.node == home:
+            # Nothing worth resuming: the session ended, or is back at the start.
+            pointer = self.store.forget(hop.channel, hop.msisdn)
+        else:
+            pointer = self.store.remember_dropped(
+                ResumePoint(
+                    channel=hop.channel,
+                    msisdn=hop.msisdn,
+                    gateway=hop.gateway,
+                    session_id=hop.session_id,
+                    menu_version=record.menu_version,
+                    node=record.node,
+                    state=record.state,
+                )
+            )
+        result, _ = await asyncio.gather(self.store.save(record, expected), pointer)
+        return result
 
     def _replay(self, hop: Hop, record: SessionRecord) -> Answer | None:
         """The stored reply when this hop (or a repeated begin) was already answered."""

@@ -37,6 +37,8 @@ class Hop:
     is set by gateways that send every input so far (``1*2*3``) instead of the
     last one; the dialogue then derives ``input`` from it. ``shortcut`` holds
     the inputs dialled after the service code (``*111*455*3#``) on BEGIN.
+    ``reports_drops`` is False for gateways that never say when a session
+    ended, so the dialogue keeps the resume pointer current on every hop.
     """
 
     channel: str
@@ -48,6 +50,7 @@ class Hop:
     input: str = ""
     path: str | None = None
     shortcut: tuple[str, ...] = ()
+    reports_drops: bool = True
 
 
 def normalise_msisdn(raw: str, field: str = "msisdn") -> str:

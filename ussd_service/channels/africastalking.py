@@ -37,6 +37,8 @@ async def parse(request: web.Request, base_code: str) -> Hop:
         hop_id="p:" + text,
         path=text,
         shortcut=shortcut_inputs(service_code, base_code),
+        # This callback never hears that a session ended: silent drops.
+        reports_drops=False,
     )
 
 
