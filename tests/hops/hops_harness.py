@@ -7,16 +7,20 @@ reply into a ``Reply`` the tests compare across dialects.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from aiohttp.test_utils import TestClient
 
 import ledger
+from ussd_service.embedded import EmbeddedServers
 
 _counter = itertools.count(1)
 
@@ -266,3 +270,24 @@ async def assert_sound(pool: Any) -> None:
 
 async def count_rows(pool: Any, sql: str, *args: Any) -> int:
     return int(await pool.fetchval(sql, *args))
+
+
+# -- a PostgreSQL server the tests may stop or freeze ---------------------------
+
+
+def postgres_pid(servers: EmbeddedServers) -> int:
+    assert servers.pids, "the test's PostgreSQL is not running"
+    return servers.pids[0]
+
+
+def postgres_processes(servers: EmbeddedServers) -> list[int]:
+    """The postmaster and every backend it forked (all of them must freeze)."""
+    pid = postgres_pid(servers)
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *(int(child) for child in children)]
+
+
+def signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
