@@ -1,0 +1,106 @@
+"""Helpers of the SMS tests: subscribers, an SMS phone, and a fake operator SMS gateway.
+
+The fake gateway is a real aiohttp server speaking Kannel's ``sendsms``
+convention (query parameters, 202 "Accepted for delivery"); it can refuse the
+first attempts or be down altogether.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+import ledger
+
+SENDER = "+79161234567"
+RECIPIENT = "+79167654321"
+THIRD = "+79031112233"
+SHORT_NUMBER = "4555"
+GATEWAY_PATH = "/cgi-bin/sendsms"
+
+_keys = itertools.count()
+
+
+async def member(pool: asyncpg.Pool, msisdn: str, *, points: int = 0, language: str = "ru") -> None:
+    """Enroll ``msisdn`` in ``language`` and credit ``points``."""
+    n = next(_keys)
+    out = await ledger.enroll(pool, msisdn, key=f"test-enroll-{n}", language=language)
+    assert out.ok, out
+    if points:
+        acc = await ledger.accrue(pool, msisdn, points, key=f"test-accrue-{n}")
+        assert acc.ok, acc
+
+
+async def available(pool: asyncpg.Pool, msisdn: str) -> int:
+    out = await ledger.balance(pool, msisdn)
+    assert out.ok, out
+    return out.unwrap().available
+
+
+class Phone:
+    """Sends SMS to 4555 through the gateway endpoint, as the SMS centre would."""
+
+    def __init__(self, client: TestClient, msisdn: str) -> None:
+        self.client = client
+        self.msisdn = msisdn
+
+    async def send(self, text: str, message_id: str | None = None) -> str:
+        status, body = await post_sms(self.client, self.msisdn, text, message_id)
+        assert status == 200, body
+        return body
+
+
+async def post_sms(
+    client: TestClient,
+    sender: str,
+    text: str,
+    message_id: str | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, str]:
+    form = {"from": sender, "to": SHORT_NUMBER, "text": text}
+    if message_id is not None:
+        form["id"] = message_id
+    resp = await client.post("/sms/inbound", data=form, headers=headers)
+    return resp.status, await resp.text()
+
+
+@dataclass
+class FakeGateway:
+    """The operator's SMS gateway: records what it accepted, refuses on demand."""
+
+    fail_first: int = 0
+    down: bool = False
+    attempts: int = 0
+    accepted: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+
+    async def sendsms(self, request: web.Request) -> web.Response:
+        params = dict(request.query)
+        self.requests.append((request.method, params))
+        self.attempts += 1
+        if self.down:
+            return web.Response(status=503, text="Service unavailable")
+        if self.attempts <= self.fail_first:
+            return web.Response(status=500, text="Temporary failure, try again")
+        self.accepted.append(params)
+        return web.Response(status=202, text="0: Accepted for delivery")
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", GATEWAY_PATH, self.sendsms)
+        return app
+
+    def texts_to(self, msisdn: str) -> list[str]:
+        return [p["text"] for p in self.accepted if p["to"] == msisdn]
+
+
+async def start_gateway(gateway: FakeGateway) -> TestServer:
+    server = TestServer(gateway.app())
+    await server.start_server()
+    return server

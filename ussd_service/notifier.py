@@ -1,0 +1,507 @@
+"""Delivery of the ledger's notifications (gift received, accepted, ...) as SMS.
+
+The worker claims due outbox messages (``ledger.claim_due``: ``FOR UPDATE
+SKIP LOCKED`` and a lease, so several workers never take the same row),
+renders each message's ``sms.notifications`` template in the addressee's
+language, and hands it to a transport:
+
+* ``KannelTransport``: the operator's SMS gateway, Kannel's ``sendsms``
+  convention (query parameters ``username, password, from, to, text,
+  charset=UTF-8`` and ``coding=2`` for text outside GSM-7); any 2xx answer
+  means the gateway accepted the message.
+* ``LogTransport`` (no gateway URL, development): the message is logged
+  (numbers masked by the logging processor) and counts as delivered.
+
+Accepted messages are marked ``sent``; a failed try is recorded with its
+reason and retried with exponential backoff (the ledger's outbox settings),
+and after ``outbox_max_attempts`` the message is parked as ``failed`` —
+``GET /v1/outbox?status=failed`` lists them. How each sent message went out
+(``via``: gateway or log) and its text are kept in Redis for a week
+(``sms:delivery:<id>``) and shown by the same endpoint.
+
+Time comes from ``clock`` and waiting from ``interval_s``: tests call
+``run_once`` and move a ``ManualClock`` instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import asyncpg
+import click
+import redis.asyncio as aioredis
+import structlog
+from aiohttp import web
+from redis.exceptions import RedisError
+
+import ledger
+from menus import MenuRegistry, render_sms
+from menus.errors import UnknownTemplateError
+from menus.gsm import is_gsm7
+from menus.text import TemplateError
+from ussd_service.auth import check_api
+from ussd_service.config import ConfigError, Settings, load_settings
+from ussd_service.dialogue import DIALOGUE_TEXTS
+from ussd_service.keys import MENUS, PG_POOL, REDIS, SETTINGS
+from ussd_service.logs import configure_logging
+from ussd_service.operations import UNAVAILABLE_ERRORS
+from ussd_service.runtime import apply_migrations, backing_servers
+
+log = structlog.get_logger(__name__)
+
+OUTBOX_PATH = "/v1/outbox"
+OUTBOX_STATUSES = ("pending", "sent", "failed")
+DEFAULT_OUTBOX_LIMIT = 100
+MAX_OUTBOX_LIMIT = 500
+# How each sent message went out, for the outbox endpoint and ``simulate``.
+DELIVERY_KEY_PREFIX = "sms:delivery:"
+DELIVERY_TTL_S = 7 * 24 * 3600
+# Sends of one batch in flight at once.
+SEND_CONCURRENCY = 8
+# Longest part of a gateway's error answer kept as the failure reason.
+MAX_GATEWAY_ANSWER = 200
+# Kannel: ``coding=2`` sends the text as UCS-2 (Cyrillic); GSM-7 text goes as is.
+KANNEL_UCS2 = "2"
+PG_POOL_MAX = 4
+# While the ledger is unreachable the loop waits this long between tries at most.
+MAX_ERROR_WAIT_S = 60.0
+
+
+class DeliveryError(Exception):
+    """The gateway did not take a message; ``reason`` is kept with it in the outbox."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Transport(Protocol):
+    """Where notifications go. ``via`` names it in delivery records."""
+
+    via: str
+
+    async def send(self, to: str, text: str) -> None:
+        """Deliver ``text`` to ``to`` (E.164); raise DeliveryError when not accepted."""
+        ...
+
+
+class LogTransport:
+    """No SMS gateway (development): log the message; it counts as delivered."""
+
+    via = "log"
+
+    async def send(self, to: str, text: str) -> None:
+        log.info("sms_logged", msisdn=to, text=text)
+
+
+class KannelTransport:
+    """The operator's SMS gateway, in Kannel's ``sendsms`` HTTP convention."""
+
+    via = "gateway"
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        *,
+        sender: str,
+        username: str | None = None,
+        password: str | None = None,
+        method: str = "POST",
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.session = session
+        self.url = url
+        self.sender = sender
+        self.username = username
+        self.password = password
+        self.method = method
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    def params(self, to: str, text: str) -> dict[str, str]:
+        """The query parameters of one send."""
+        params = {"from": self.sender, "to": to, "text": text, "charset": "UTF-8"}
+        if not is_gsm7(text):
+            params["coding"] = KANNEL_UCS2
+        if self.username is not None:
+            params["username"] = self.username
+        if self.password is not None:
+            params["password"] = self.password
+        return params
+
+    async def send(self, to: str, text: str) -> None:
+        try:
+            async with self.session.request(
+                self.method, self.url, params=self.params(to, text), timeout=self.timeout
+            ) as resp:
+                answer = await resp.text(errors="replace")
+                if not 200 <= resp.status < 300:
+                    short = " ".join(answer.split())[:MAX_GATEWAY_ANSWER]
+                    raise DeliveryError(f"gateway answered {resp.status}: {short}".rstrip(": "))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DeliveryError(f"gateway unreachable: {type(exc).__name__}") from exc
+
+
+@contextlib.asynccontextmanager
+async def transport_for(settings: Settings) -> AsyncIterator[Transport]:
+    """The transport the settings ask for; a gateway's HTTP session closes on exit."""
+    if settings.sms_gateway_url is None:
+        yield LogTransport()
+        return
+    password = settings.sms_gateway_password
+    async with aiohttp.ClientSession() as session:
+        yield KannelTransport(
+            session,
+            settings.sms_gateway_url,
+            sender=settings.sms_sender,
+            username=settings.sms_gateway_username,
+            password=password.get_secret_value() if password is not None else None,
+            method=settings.sms_gateway_method,
+            timeout_s=settings.sms_gateway_timeout,
+        )
+
+
+@dataclass
+class DeliveryReport:
+    """What one ``run_once`` did, by message id."""
+
+    claimed: int = 0
+    sent: list[int] = field(default_factory=list)
+    retrying: list[int] = field(default_factory=list)
+    parked: list[int] = field(default_factory=list)
+
+
+def local_variables(data: Mapping[str, Any], timezone: str) -> dict[str, Any]:
+    """Placeholder values with moments (``*_at``) in the programme's time zone.
+
+    Dates shown to subscribers are calendar days where they live, not in UTC
+    (the outbox payload holds ISO strings, ledger values hold datetimes).
+    """
+    zone = ZoneInfo(timezone)
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        moment = value
+        if isinstance(value, str) and key.endswith("_at"):
+            try:
+                moment = datetime.fromisoformat(value)
+            except ValueError:
+                moment = value
+        if isinstance(moment, datetime) and moment.tzinfo is not None:
+            out[key] = moment.astimezone(zone)
+        else:
+            out[key] = value
+    return out
+
+
+def render_notification(registry: MenuRegistry, message: ledger.OutboxMessage, tz: str) -> str:
+    """The text of ``message`` in its addressee's language (raises UnknownTemplateError)."""
+    payload = message.payload
+    language = str(payload.get("language") or "")
+    return render_sms(registry.current, message.event, language, local_variables(payload, tz))
+
+
+class Notifier:
+    """Claims due outbox messages, renders them and delivers them through ``transport``."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        menus: MenuRegistry,
+        transport: Transport,
+        *,
+        redis: aioredis.Redis | None = None,
+        batch: int = 50,
+        concurrency: int = SEND_CONCURRENCY,
+        clock: ledger.Clock = ledger.SYSTEM_CLOCK,
+        settings: ledger.LedgerSettings = ledger.DEFAULT_SETTINGS,
+    ) -> None:
+        self.pool = pool
+        self.menus = menus
+        self.transport = transport
+        self.redis = redis
+        self.batch = batch
+        self.clock = clock
+        self.settings = settings
+        self._slots = asyncio.Semaphore(concurrency)
+        # Delivered but not yet marked sent (the database failed in between):
+        # marked first thing next time, never sent again by this process.
+        self._unmarked: set[int] = set()
+
+    async def run_once(self) -> DeliveryReport:
+        """Deliver one batch of due messages; raises when the ledger is unreachable."""
+        await self._mark_unmarked()
+        messages = await ledger.claim_due(
+            self.pool, limit=self.batch, clock=self.clock, settings=self.settings
+        )
+        report = DeliveryReport(claimed=len(messages))
+        outcomes = await asyncio.gather(
+            *(self._deliver(message) for message in messages), return_exceptions=True
+        )
+        for message, outcome in zip(messages, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                # A database error while reporting: the lease makes it due again.
+                log.warning(
+                    "notification_unreported", outbox_id=message.id, error=type(outcome).__name__
+                )
+                continue
+            getattr(report, outcome).append(message.id)
+        if messages:
+            log.info(
+                "notifications_delivered",
+                claimed=report.claimed,
+                sent=len(report.sent),
+                retrying=len(report.retrying),
+                parked=len(report.parked),
+                via=self.transport.via,
+            )
+        return report
+
+    async def run(self, interval_s: float, stop: asyncio.Event | None = None) -> None:
+        """Deliver until ``stop`` is set (or the task is cancelled).
+
+        A full batch is followed at once by the next; otherwise the loop waits
+        ``interval_s``. Errors are logged and the loop goes on, waiting longer
+        while they last.
+        """
+        stop = stop or asyncio.Event()
+        failures = 0
+        while not stop.is_set():
+            wait = interval_s
+            try:
+                report = await self.run_once()
+                failures = 0
+                if report.claimed >= self.batch:
+                    continue
+            except UNAVAILABLE_ERRORS as exc:
+                failures += 1
+                wait = min(interval_s * 2**failures, MAX_ERROR_WAIT_S)
+                log.warning("notifier_unavailable", error=type(exc).__name__, retry_in_s=wait)
+            except Exception:
+                # A bug must not stop every notification of the service for good.
+                failures += 1
+                wait = min(interval_s * 2**failures, MAX_ERROR_WAIT_S)
+                log.exception("notifier_failed", retry_in_s=wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+
+    async def _deliver(self, message: ledger.OutboxMessage) -> str:
+        """Send one message and report it; returns the DeliveryReport field it counts in."""
+        if message.id in self._unmarked:
+            await self._mark_sent(message.id)
+            return "sent"
+        try:
+            text = render_notification(self.menus, message, self.settings.timezone)
+        except (UnknownTemplateError, TemplateError, LookupError, TypeError, ValueError) as exc:
+            # Retrying cannot help until the menu file changes: park it with the reason.
+            reason = f"cannot render {message.event}: {type(exc).__name__} {exc}"
+            log.exception(
+                "notification_unrenderable", outbox_id=message.id, notification=message.event
+            )
+            await ledger.record_failure(
+                self.pool, message.id, reason, permanent=True, clock=self.clock
+            )
+            return "parked"
+        async with self._slots:
+            try:
+                await self.transport.send(message.msisdn, text)
+            except DeliveryError as exc:
+                status = await ledger.record_failure(
+                    self.pool, message.id, exc.reason, clock=self.clock, settings=self.settings
+                )
+                log.warning(
+                    "notification_failed",
+                    outbox_id=message.id,
+                    notification=message.event,
+                    attempts=message.attempts,
+                    reason=exc.reason,
+                    status=status,
+                )
+                return "parked" if status == "failed" else "retrying"
+        self._unmarked.add(message.id)
+        await self._keep_delivery(message.id, text)
+        await self._mark_sent(message.id)
+        return "sent"
+
+    async def _mark_sent(self, message_id: int) -> None:
+        await ledger.mark_sent(self.pool, message_id, clock=self.clock)
+        self._unmarked.discard(message_id)
+
+    async def _mark_unmarked(self) -> None:
+        for message_id in sorted(self._unmarked):
+            await self._mark_sent(message_id)
+
+    async def _keep_delivery(self, message_id: int, text: str) -> None:
+        if self.redis is None:
+            return
+        record = {"via": self.transport.via, "text": text, "at": self.clock.now().isoformat()}
+        try:
+            await self.redis.set(
+                delivery_key(message_id), json.dumps(record, ensure_ascii=False), ex=DELIVERY_TTL_S
+            )
+        except (RedisError, OSError) as exc:
+            # The record is informational; the delivery itself stands.
+            log.warning("delivery_record_unavailable", error=type(exc).__name__)
+
+
+def delivery_key(message_id: int) -> str:
+    """Redis key of the delivery record of outbox message ``message_id``."""
+    return f"{DELIVERY_KEY_PREFIX}{message_id}"
+
+
+async def delivery_records(
+    redis: aioredis.Redis, message_ids: list[int]
+) -> dict[int, dict[str, Any]]:
+    """Delivery records of the given messages that still exist."""
+    if not message_ids:
+        return {}
+    values = await redis.mget([delivery_key(i) for i in message_ids])
+    records: dict[int, dict[str, Any]] = {}
+    for message_id, raw in zip(message_ids, values, strict=True):
+        if raw is not None:
+            records[message_id] = json.loads(raw)
+    return records
+
+
+# -- GET /v1/outbox ----------------------------------------------------------------
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def outbox_item(
+    message: ledger.OutboxMessage, delivery: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """One message as the outbox endpoint shows it."""
+    return {
+        "id": message.id,
+        "event": message.event,
+        "msisdn": message.msisdn,
+        "payload": message.payload,
+        "status": message.status,
+        "attempts": message.attempts,
+        "next_attempt_at": _iso(message.next_attempt_at),
+        "last_error": message.last_error,
+        "created_at": _iso(message.created_at),
+        "sent_at": _iso(message.sent_at),
+        "delivery": dict(delivery) if delivery is not None else None,
+    }
+
+
+def _json_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def list_outbox(request: web.Request) -> web.Response:
+    """Outbox messages, oldest first; ``?status=pending|sent|failed&limit=N``."""
+    check_api(request)
+    status = request.query.get("status")
+    if status is not None and status not in OUTBOX_STATUSES:
+        return _json_error(400, f"status must be one of {', '.join(OUTBOX_STATUSES)}")
+    raw_limit = request.query.get("limit", str(DEFAULT_OUTBOX_LIMIT))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_OUTBOX_LIMIT:
+        return _json_error(400, f"limit must be a whole number from 1 to {MAX_OUTBOX_LIMIT}")
+    try:
+        messages = await ledger.list_outbox(
+            request.app[PG_POOL],
+            status,  # type: ignore[arg-type]  # checked against OUTBOX_STATUSES above
+            limit=int(raw_limit),
+        )
+    except UNAVAILABLE_ERRORS as exc:
+        log.warning("outbox_unavailable", error=type(exc).__name__)
+        return _json_error(503, "the ledger database is unreachable")
+    try:
+        records = await delivery_records(request.app[REDIS], [m.id for m in messages])
+    except (RedisError, OSError) as exc:
+        log.warning("delivery_record_unavailable", error=type(exc).__name__)
+        records = {}
+    return web.json_response({"items": [outbox_item(m, records.get(m.id)) for m in messages]})
+
+
+# -- inside the service, and alone --------------------------------------------------
+
+
+async def notifier_ctx(app: web.Application) -> AsyncIterator[None]:
+    """``app.cleanup_ctx`` entry: the delivery worker runs while the app does.
+
+    Append it after the Redis and PostgreSQL contexts (it uses both pools).
+    """
+    settings = app[SETTINGS]
+    stop = asyncio.Event()
+    async with transport_for(settings) as transport:
+        worker_ = Notifier(
+            app[PG_POOL], app[MENUS], transport, redis=app[REDIS], batch=settings.notifier_batch
+        )
+        task = asyncio.create_task(worker_.run(settings.notifier_interval, stop), name="notifier")
+        log.info("notifier_started", via=transport.via)
+        yield
+        stop.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def run_worker(settings: Settings, *, once: bool = False) -> DeliveryReport | None:
+    """The worker with pools of its own (``ussd-service worker``); until SIGINT/SIGTERM."""
+    assert settings.redis_url, "resolve the Redis URL first"
+    assert settings.database_url, "resolve the database URL first"
+    registry = MenuRegistry.from_file(settings.menu_file, DIALOGUE_TEXTS)
+    pool = await asyncpg.create_pool(settings.database_url, min_size=0, max_size=PG_POOL_MAX)
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        async with transport_for(settings) as transport:
+            notifier = Notifier(
+                pool, registry, transport, redis=redis, batch=settings.notifier_batch
+            )
+            if once:
+                return await notifier.run_once()
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            log.info("worker_started", via=transport.via)
+            await notifier.run(settings.notifier_interval, stop)
+            return None
+    finally:
+        await redis.aclose()
+        await pool.close()
+
+
+@click.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory of the embedded servers' data (env USSD_DATA_DIR, default ./var).",
+)
+@click.option(
+    "--menu",
+    "menu_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Menu file with the SMS templates (env USSD_MENU_FILE, default menu_definitions.yaml).",
+)
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+def worker(data_dir: Path | None, menu_file: Path | None, *, once: bool) -> None:
+    """Run the notification delivery worker alone (SMS via USSD_SMS_GATEWAY_URL)."""
+    try:
+        settings = load_settings(data_dir=data_dir, menu_file=menu_file)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    configure_logging(settings.log_level, settings.log_format)
+    with backing_servers(settings) as resolved:
+        assert resolved.database_url
+        asyncio.run(apply_migrations(resolved.database_url))
+        report = asyncio.run(run_worker(resolved, once=once))
+    if report is not None:
+        click.echo(
+            f"claimed {report.claimed}, sent {len(report.sent)}, "
+            f"retrying {len(report.retrying)}, parked {len(report.parked)}"
+        )
