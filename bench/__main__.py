@@ -217,6 +217,7 @@ class Bench:
                     seconds = min(config["duration_s"], 30.0)
                     sampler = profile.start(server.pid, seconds, raw)
         proc.wait(timeout=limit)
+        proc.stdout.close()
         if sampler is not None:
             sampler.wait(timeout=LOADGEN_GRACE_S)
             if raw.exists():
@@ -316,7 +317,7 @@ class Bench:
         # Fill Redis up to the target of live sessions with the navigation mix.
         before = self.sessions(redis_url)
         # Always add some, so Redis used_memory growth per session is measured too.
-        missing = max(options.sessions - before["live_sessions"], FILL_MIN)
+        missing = max(options.sessions - before["live_sessions"], min(FILL_MIN, options.sessions))
         if missing > 0:
             opener = {
                 "name": "open",
@@ -324,6 +325,7 @@ class Bench:
                 "needs": None,
                 "weight": 1.0,
                 "steps": [dict(self.flows["balance"]["steps"][0], name="open")],
+                "interludes": self.flows["balance"]["interludes"],
             }
             self.phase(
                 "fill", service, monitor, [opener], warmup=0.0, duration=300.0, max_flows=missing
@@ -374,8 +376,7 @@ class Bench:
                 service.stop()
         self.results["scaling"] = out
 
-    @staticmethod
-    def _depth_flow(depth: int) -> dict[str, Any]:
+    def _depth_flow(self, depth: int) -> dict[str, Any]:
         def step(name: str, value: str, record: bool) -> dict[str, Any]:
             return {
                 "name": name,
@@ -395,6 +396,7 @@ class Bench:
             "needs": None,
             "weight": 1.0,
             "steps": steps,
+            "interludes": self.flows["balance"]["interludes"],
         }
 
     def workers_run(self) -> None:

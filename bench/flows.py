@@ -51,10 +51,33 @@ def normalise_flow(name: str, raw: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "channel": channel, "needs": raw.get("needs"), "steps": steps}
 
 
+def _interludes(raw: Any) -> list[dict[str, Any]]:
+    out = []
+    for index, item in enumerate(raw or []):
+        where = f"interlude {index + 1}"
+        if not isinstance(item, dict) or "input" not in item:
+            raise FlowError(f"{where}: needs name, match and input")
+        out.append(
+            {
+                "name": str(item.get("name", f"interlude{index + 1}")),
+                "match": _expect(item.get("match", ""), where),
+                "input": str(item["input"]),
+            }
+        )
+    return out
+
+
 def load_flows(path: Path = FLOWS_FILE) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """``(flows by name, mixes)`` from the flows file; mixes are ``{mix: {flow: weight}}``."""
+    """``(flows by name, mixes)`` from the flows file; mixes are ``{mix: {flow: weight}}``.
+
+    Every flow carries the file's ``interludes`` (screens answered on the way).
+    """
     data = YAML(typ="safe").load(path.read_text("utf-8"))
-    flows = {name: normalise_flow(name, raw) for name, raw in (data.get("flows") or {}).items()}
+    interludes = _interludes(data.get("interludes"))
+    flows = {
+        name: {**normalise_flow(name, raw), "interludes": interludes}
+        for name, raw in (data.get("flows") or {}).items()
+    }
     mixes: dict[str, Any] = {}
     for mix, weights in (data.get("mixes") or {}).items():
         for flow in weights:

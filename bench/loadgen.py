@@ -263,58 +263,92 @@ class User:
         """Send steps ``walk["index"]`` .. ``until - 1`` of the walk's flow."""
         run, flow = self.run, walk["flow"]
         channel = flow["channel"]
-        inputs: list[str] = walk["inputs"]
         while walk["index"] < until:
             index = walk["index"]
             step = flow["steps"][index]
             if time.perf_counter() >= run.stop_at:
                 return False
             value = _fill(step["input"], walk["values"])
-            if channel == "ussd":
-                if index:
-                    inputs.append(value or "")
-                form = {
-                    "sessionId": walk["session"],
-                    "serviceCode": SERVICE_CODE,
-                    "phoneNumber": walk["msisdn"],
-                    "networkCode": NETWORK_CODE,
-                    "text": "*".join(inputs),
-                }
-                path = USSD_PATH
-            else:
-                form = {"CallSid": walk["session"], "From": walk["msisdn"], "To": IVR_NUMBER}
-                form["CallStatus"] = "in-progress"
-                if index == 0:
-                    path = IVR_PATH
-                elif value is None:
-                    path = walk["redirect"]
-                else:
-                    path = walk["gather"]
-                    form["Digits"] = value
             key = f"{flow['name']}/{step['name']}"
-            started = time.perf_counter()
-            try:
-                status, text = await self.conn.post(path, urlencode(form).encode())
-            except HttpError as exc:
-                run.error(key, started, str(exc))
+            keep = record and step["record"]
+            reply = await self._send(walk, value, key, step["kind"] if keep else None)
+            if reply is None:
                 return False
-            ended = time.perf_counter()
-            problem = self._check(step, channel, status, text)
+            interlude = self._interlude(flow, step, reply)
+            if interlude is not None:
+                ikey = f"{flow['name']}/{interlude['name']}"
+                reply = await self._send(walk, interlude["input"], ikey, "nav" if keep else None)
+                if reply is None:
+                    return False
+            problem = self._check(step, channel, 200, reply)
             if problem:
-                run.error(key, started, problem)
+                run.error(key, time.perf_counter(), problem)
                 return False
-            if run.measuring(started, ended):
-                run.requests += 1
-            if step["record"] and record:
-                run.record(key, step["kind"], started, ended)
-            if channel == "ivr":
-                action = f"{IVR_PATH}?seq={index + 1}"
-                found = _GATHER_ACTION.search(text)
-                walk["gather"] = html.unescape(found.group(1)) if found else action
-                found = _REDIRECT.search(text)
-                walk["redirect"] = html.unescape(found.group(1)) if found else f"{action}&timeout=1"
             walk["index"] = index + 1
         return True
+
+    async def _send(
+        self, walk: dict[str, Any], value: str | None, key: str, kind: str | None
+    ) -> str | None:
+        """One request of the walk (its latency recorded under ``key`` unless ``kind`` is
+        None); the reply text, or None after recording an error."""
+        run, channel = self.run, walk["flow"]["channel"]
+        inputs: list[str] = walk["inputs"]
+        if channel == "ussd":
+            if walk.get("sent"):  # the first request of a session carries no input
+                inputs.append(value or "")
+            form = {
+                "sessionId": walk["session"],
+                "serviceCode": SERVICE_CODE,
+                "phoneNumber": walk["msisdn"],
+                "networkCode": NETWORK_CODE,
+                "text": "*".join(inputs),
+            }
+            path = USSD_PATH
+        else:
+            form = {"CallSid": walk["session"], "From": walk["msisdn"], "To": IVR_NUMBER}
+            form["CallStatus"] = "in-progress"
+            if not walk.get("sent"):
+                path = IVR_PATH
+            elif value is None:
+                path = walk["redirect"]
+            else:
+                path = walk["gather"]
+                form["Digits"] = value
+        started = time.perf_counter()
+        try:
+            status, text = await self.conn.post(path, urlencode(form).encode())
+        except HttpError as exc:
+            run.error(key, started, str(exc))
+            return None
+        ended = time.perf_counter()
+        if status != 200:
+            run.error(key, started, f"HTTP {status}: {text[:200]!r}")
+            return None
+        if run.measuring(started, ended):
+            run.requests += 1
+        if kind is not None:
+            run.record(key, kind, started, ended)
+        walk["sent"] = True
+        if channel == "ivr":
+            walk["seq"] = walk.get("seq", 0) + 1
+            action = f"{IVR_PATH}?seq={walk['seq']}"
+            found = _GATHER_ACTION.search(text)
+            walk["gather"] = html.unescape(found.group(1)) if found else action
+            found = _REDIRECT.search(text)
+            walk["redirect"] = html.unescape(found.group(1)) if found else f"{action}&timeout=1"
+        return text
+
+    def _interlude(
+        self, flow: dict[str, Any], step: dict[str, Any], text: str
+    ) -> dict[str, Any] | None:
+        """The interlude screen ``text`` shows instead of the step's own, if any."""
+        if not self.run.check or any(fragment in text for fragment in step["expect"]):
+            return None
+        for interlude in flow.get("interludes") or []:
+            if any(fragment in text for fragment in interlude["match"]):
+                return interlude
+        return None
 
     def _check(self, step: dict[str, Any], channel: str, status: int, text: str) -> str | None:
         if status != 200:

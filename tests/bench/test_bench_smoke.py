@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import pytest
 
 from bench import menugen, micro, report
+from bench.__main__ import main as bench_main
 from bench.flows import load_flows, mix_flows
 from bench.loadgen import percentiles, run_load
 from bench.procs import Monitor, Server, free_port
@@ -121,3 +123,28 @@ def test_engine_micro_benchmark_and_report_render(tmp_path):
     assert "1.00x" in text
     assert "catalogue -> 99 next page" in text
     assert report.errors(results) == 0
+
+
+def test_whole_harness_with_tiny_numbers(tmp_path):
+    """One command end to end: service, baseline, seeding, every phase, report; 0 errors."""
+    output = tmp_path / "result.json"
+    argv = ["--quick", "--duration", "1", "--warmup", "0.5", "--connections", "4"]
+    argv += ["--sessions", "40", "--confirm-sessions", "1", "--pending-gifts", "1"]
+    argv += ["--sizes", "20", "--output", str(output)]
+    assert bench_main(argv) == 0
+    results = json.loads(output.read_text("utf-8"))
+    phases = results["phases"]
+    assert {"baseline", "navigation", "ledger", "realistic", "ledger-burst"} <= set(phases)
+    assert report.errors(results) == 0
+    assert results["ledger_check"] == []
+    assert results["seed"]["postgres"]["fsync"] == "on"
+    navigation = phases["navigation"]
+    assert navigation["hops"] > 0
+    assert navigation["cpu_us_per_hop"]["service"] > 0
+    assert navigation["peak_rss_mb"]["service"] > 0
+    assert set(phases["ledger-burst"]["kinds"]) == {"ledger"}
+    assert results["sessions"]["live_sessions"] >= 40
+    assert results["sessions"]["memory_usage_mean_b"] > 0
+    text = output.with_suffix(".txt").read_text("utf-8")
+    assert "Targets" in text
+    assert "ledger-bound hops >= 1000/s" in text
