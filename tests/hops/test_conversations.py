@@ -157,7 +157,8 @@ async def test_language_switch_then_the_next_screens_are_english(
     # A new session starts in the subscriber's language.
     again = make_phone(dialect, client, caller)
     reply = await again.begin()
-    assert reply.has("Bonus points")
+    # (Gateways that never report drops get the resume offer, in English too.)
+    assert reply.text.startswith(("Bonus points", "Continue where you left off")), reply.text
     await assert_sound(pg_pool)
 
 
