@@ -73,6 +73,8 @@ MAX_GATEWAY_ANSWER = 200
 # Kannel: ``coding=2`` sends the text as UCS-2 (Cyrillic); GSM-7 text goes as is.
 KANNEL_UCS2 = "2"
 PG_POOL_MAX = 4
+# On shutdown the batch in flight gets its sends' timeout plus this to finish.
+SHUTDOWN_MARGIN_S = 5.0
 # While the ledger is unreachable the loop waits this long between tries at most.
 MAX_ERROR_WAIT_S = 60.0
 
@@ -445,9 +447,15 @@ async def notifier_ctx(app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(worker_.run(settings.notifier_interval, stop), name="notifier")
         log.info("notifier_started", via=transport.via)
         yield
+        # Let the batch in flight finish: a message the gateway accepted but
+        # that was never marked sent would go out again after its lease.
         stop.set()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        try:
+            await asyncio.wait_for(task, settings.sms_gateway_timeout + SHUTDOWN_MARGIN_S)
+        except TimeoutError:
+            log.warning("notifier_stopped_mid_batch")
+        except Exception:
+            log.exception("notifier_failed")
 
 
 async def run_worker(settings: Settings, *, once: bool = False) -> DeliveryReport | None:

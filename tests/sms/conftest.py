@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import asyncpg
@@ -40,8 +40,8 @@ async def client(settings: Settings, redis_client: aioredis.Redis) -> AsyncItera
 
 @pytest.fixture
 def clock() -> ledger.ManualClock:
-    """The worker's clock, starting now (outbox rows made over HTTP carry real times)."""
-    return ledger.ManualClock(datetime.now(UTC))
+    """The worker's clock, a minute ahead: outbox rows made during the test are due."""
+    return ledger.ManualClock(datetime.now(UTC) + timedelta(minutes=1))
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ first attempts or be down altogether.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +80,8 @@ class FakeGateway:
     attempts: int = 0
     accepted: list[dict[str, Any]] = field(default_factory=list)
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    # Set whenever a message is accepted.
+    delivered: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def sendsms(self, request: web.Request) -> web.Response:
         params = dict(request.query)
@@ -89,6 +92,7 @@ class FakeGateway:
         if self.attempts <= self.fail_first:
             return web.Response(status=500, text="Temporary failure, try again")
         self.accepted.append(params)
+        self.delivered.set()
         return web.Response(status=202, text="0: Accepted for delivery")
 
     def app(self) -> web.Application:

@@ -1,0 +1,289 @@
+"""The notification worker against a fake SMS gateway (real HTTP), on a manual clock."""
+
+# ruff: noqa: RUF001 - Russian notification texts are what these tests check
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import redis.asyncio as aioredis
+import structlog
+from aiohttp.test_utils import TestClient, TestServer
+from conftest import sms_app
+from sms_harness import RECIPIENT, SENDER, THIRD, FakeGateway, Phone, member
+
+import ledger
+from menus import MenuRegistry
+from ussd_service.config import Settings
+from ussd_service.dialogue import DIALOGUE_TEXTS
+from ussd_service.logs import mask_phone_numbers
+from ussd_service.notifier import KannelTransport, LogTransport, Notifier
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def make_events(client: TestClient, pg_pool: asyncpg.Pool) -> None:
+    """Gift received (en), accepted and declined (ru), cancelled (en), expired+returned."""
+    await member(pg_pool, SENDER, points=1000)
+    await member(pg_pool, THIRD, points=1000)
+    await member(pg_pool, RECIPIENT, language="en")
+    sender, third, recipient = Phone(client, SENDER), Phone(client, THIRD), Phone(client, RECIPIENT)
+    await sender.send("DAR 79167654321 100", "s1")
+    await third.send("ДАР 79167654321 40", "s2")
+    assert (await recipient.send("GIFT", "r1")).startswith("Accepted 100")
+    assert await recipient.send("NO", "r2") == "Gift declined."
+    gift = (await ledger.gift(pg_pool, SENDER, RECIPIENT, 30, key="k-cancel")).unwrap()
+    assert (await ledger.cancel_gift(pg_pool, SENDER, gift.gift_id, key="k-c2")).ok
+
+
+async def outbox(pg_pool: asyncpg.Pool, status: str | None = None) -> list[ledger.OutboxMessage]:
+    return await ledger.list_outbox(pg_pool, status)  # type: ignore[arg-type]
+
+
+async def drain(notifier: Notifier, clock: ledger.ManualClock, rounds: int = 10) -> int:
+    """Run the worker until nothing is pending, moving the clock past each backoff."""
+    for n in range(rounds):
+        await notifier.run_once()
+        if not await outbox(notifier.pool, "pending"):
+            return n + 1
+        clock.advance(timedelta(hours=1))
+    raise AssertionError("messages still pending")
+
+
+async def test_every_notification_arrives_once_in_its_language_despite_failures(
+    client: TestClient,
+    pg_pool: asyncpg.Pool,
+    notifier: Notifier,
+    gateway: tuple[FakeGateway, str],
+    clock: ledger.ManualClock,
+) -> None:
+    fake, _ = gateway
+    fake.fail_first = 3
+    await make_events(client, pg_pool)
+    messages = await outbox(pg_pool)
+    assert [(m.event, m.msisdn) for m in messages] == [
+        ("gift_received", RECIPIENT),
+        ("gift_received", RECIPIENT),
+        ("gift_accepted", SENDER),
+        ("gift_declined", THIRD),
+        ("gift_received", RECIPIENT),
+        ("gift_cancelled", RECIPIENT),
+    ]
+    assert await drain(notifier, clock) == 2
+    assert fake.attempts == len(messages) + 3
+    # Exactly once each: one accepted send per outbox message, nothing more later.
+    assert len(fake.accepted) == len(messages)
+    await notifier.run_once()
+    assert len(fake.accepted) == len(messages)
+    assert all(m.status == "sent" for m in await outbox(pg_pool))
+
+    to_recipient = fake.texts_to(RECIPIENT)
+    assert len(to_recipient) == 4
+    assert sorted(to_recipient)[0].startswith("+7903*****33 sent you 40 points. Reply GIFT by ")
+    assert "The gift of 30 points was cancelled." in to_recipient
+    assert fake.texts_to(SENDER) == ["Ваш подарок 100 б. принят."]
+    assert fake.texts_to(THIRD) == ["Ваш подарок 40 б. отклонён."]
+    for params in fake.accepted:
+        assert params["from"] == "4555"
+        assert (params["username"], params["password"], params["charset"]) == (
+            "svc",
+            "pw-1234",
+            "UTF-8",
+        )
+        # Cyrillic goes as UCS-2; English texts fit GSM-7.
+        assert params.get("coding") == ("2" if params["to"] != RECIPIENT else None)
+    assert {method for method, _ in fake.requests} == {"POST"}
+
+
+async def test_outbox_endpoint_shows_how_messages_went_out(
+    client: TestClient,
+    pg_pool: asyncpg.Pool,
+    notifier: Notifier,
+    clock: ledger.ManualClock,
+) -> None:
+    await make_events(client, pg_pool)
+    await drain(notifier, clock)
+    body = await (await client.get("/v1/outbox", params={"status": "sent"})).json()
+    assert len(body["items"]) == 6
+    first = body["items"][0]
+    assert first["event"] == "gift_received"
+    assert first["msisdn"] == RECIPIENT
+    assert first["status"] == "sent"
+    assert first["delivery"]["via"] == "gateway"
+    assert first["delivery"]["text"].startswith("+7916*****67 sent you 100 points.")
+    assert (await client.get("/v1/outbox", params={"status": "failed"})).status == 200
+    for bad in ({"status": "lost"}, {"limit": "0"}, {"limit": "x"}, {"limit": "501"}):
+        assert (await client.get("/v1/outbox", params=bad)).status == 400
+
+
+async def test_gateway_down_keeps_messages_pending_then_they_go_out(
+    client: TestClient,
+    pg_pool: asyncpg.Pool,
+    notifier: Notifier,
+    gateway: tuple[FakeGateway, str],
+    clock: ledger.ManualClock,
+) -> None:
+    fake, _ = gateway
+    fake.down = True
+    await make_events(client, pg_pool)
+    for _ in range(3):
+        report = await notifier.run_once()
+        assert len(report.retrying) == 6
+        clock.advance(timedelta(hours=1))
+    pending = await outbox(pg_pool, "pending")
+    assert len(pending) == 6
+    assert {m.attempts for m in pending} == {3}
+    assert {m.last_error for m in pending} == {"gateway answered 503: Service unavailable"}
+    body = await (await client.get("/v1/outbox", params={"status": "pending"})).json()
+    assert [item["delivery"] for item in body["items"]] == [None] * 6
+    assert fake.accepted == []
+
+    fake.down = False
+    report = await notifier.run_once()
+    assert len(report.sent) == 6
+    assert len(fake.accepted) == 6
+    assert len({(p["to"], p["text"]) for p in fake.accepted}) == 6
+    assert await outbox(pg_pool, "pending") == []
+
+
+async def test_messages_that_keep_failing_are_parked_with_the_reason(
+    client: TestClient,
+    pg_pool: asyncpg.Pool,
+    redis_client: aioredis.Redis,
+    registry: MenuRegistry,
+    http_session: aiohttp.ClientSession,
+    clock: ledger.ManualClock,
+    unused_tcp_port: int,
+) -> None:
+    await member(pg_pool, SENDER, points=500)
+    await member(pg_pool, RECIPIENT)
+    await Phone(client, SENDER).send("DAR 79167654321 100", "p1")
+    # Nothing listens there: every try fails to connect.
+    transport = KannelTransport(
+        http_session, f"http://127.0.0.1:{unused_tcp_port}/cgi-bin/sendsms", sender="4555"
+    )
+    rules = ledger.LedgerSettings(outbox_max_attempts=3)
+    notifier = Notifier(
+        pg_pool, registry, transport, redis=redis_client, clock=clock, settings=rules
+    )
+    reports = []
+    for _ in range(3):
+        reports.append(await notifier.run_once())
+        clock.advance(timedelta(hours=1))
+    assert [(len(r.retrying), len(r.parked)) for r in reports] == [(1, 0), (1, 0), (0, 1)]
+    assert await notifier.run_once() == type(reports[0])()  # parked: never claimed again
+    body = await (await client.get("/v1/outbox", params={"status": "failed"})).json()
+    [item] = body["items"]
+    assert item["event"] == "gift_received"
+    assert item["attempts"] == 3
+    assert item["last_error"].startswith("gateway unreachable: Client")
+
+
+async def test_without_a_gateway_notifications_are_logged_and_marked_sent(
+    client: TestClient,
+    pg_pool: asyncpg.Pool,
+    redis_client: aioredis.Redis,
+    registry: MenuRegistry,
+    clock: ledger.ManualClock,
+) -> None:
+    await member(pg_pool, SENDER, points=500)
+    await member(pg_pool, RECIPIENT)
+    await Phone(client, SENDER).send("DAR 79167654321 100", "l1")
+    notifier = Notifier(pg_pool, registry, LogTransport(), redis=redis_client, clock=clock)
+    with structlog.testing.capture_logs() as logs:
+        report = await notifier.run_once()
+    assert len(report.sent) == 1
+    [entry] = [e for e in logs if e["event"] == "sms_logged"]
+    assert entry["text"].startswith("Вам 100 б. от +7916*****67. Ответьте ДАР до ")
+    # The service's logging pipeline masks the addressee's number.
+    masked = mask_phone_numbers(None, "info", dict(entry))
+    assert RECIPIENT not in str(masked)
+    assert "+7916*****21" in str(masked)
+    body = await (await client.get("/v1/outbox", params={"status": "sent"})).json()
+    [item] = body["items"]
+    assert item["delivery"]["via"] == "log"
+    assert item["delivery"]["text"] == entry["text"]
+
+
+async def test_a_notification_without_a_template_is_parked_at_once(
+    client: TestClient,
+    pg_pool: asyncpg.Pool,
+    redis_client: aioredis.Redis,
+    clock: ledger.ManualClock,
+    tmp_path: Path,
+) -> None:
+    text = (ROOT / "menu_definitions.yaml").read_text(encoding="utf-8")
+    start = text.index("    gift_received:\n      ru:")
+    end = text.index("    gift_accepted:")
+    menu_file = tmp_path / "menu.yaml"
+    menu_file.write_text(text[:start] + text[end:], encoding="utf-8")
+    registry = MenuRegistry.from_file(menu_file, DIALOGUE_TEXTS)
+    await member(pg_pool, SENDER, points=500)
+    await member(pg_pool, RECIPIENT)
+    await Phone(client, SENDER).send("DAR 79167654321 100", "t1")
+    notifier = Notifier(pg_pool, registry, LogTransport(), redis=redis_client, clock=clock)
+    report = await notifier.run_once()
+    assert len(report.parked) == 1
+    [failed] = await outbox(pg_pool, "failed")
+    assert failed.attempts == 1
+    assert failed.last_error is not None
+    assert failed.last_error.startswith("cannot render gift_received")
+
+
+async def test_worker_delivers_inside_the_service(
+    settings: Settings,
+    redis_client: aioredis.Redis,
+    pg_pool: asyncpg.Pool,
+    gateway: tuple[FakeGateway, str],
+) -> None:
+    fake, url = gateway
+    live = settings.model_copy(
+        update={"sms_gateway_url": url, "notifier_interval": 0.05, "sms_gateway_method": "GET"}
+    )
+    await member(pg_pool, SENDER, points=500)
+    await member(pg_pool, RECIPIENT, language="en")
+    async with TestClient(TestServer(sms_app(live, worker=True))) as client:
+        await Phone(client, SENDER).send("DAR 79167654321 100", "w1")
+        await asyncio.wait_for(fake.delivered.wait(), 10)
+    [message] = await outbox(pg_pool)
+    assert message.status == "sent"
+    assert fake.texts_to(RECIPIENT)[0].startswith("+7916*****67 sent you 100 points.")
+    assert [method for method, _ in fake.requests] == ["GET"]
+
+
+async def test_worker_command_delivers_what_is_due(
+    settings: Settings, client: TestClient, pg_pool: asyncpg.Pool
+) -> None:
+    await member(pg_pool, SENDER, points=500)
+    await member(pg_pool, RECIPIENT)
+    await Phone(client, SENDER).send("DAR 79167654321 100", "c1")
+    env: dict[str, Any] = {
+        **os.environ,
+        "REDIS_URL": settings.redis_url,
+        "DATABASE_URL": settings.database_url,
+        "USSD_MENU_FILE": str(settings.menu_file),
+        "USSD_LOG_FORMAT": "json",
+    }
+    env.pop("USSD_SMS_GATEWAY_URL", None)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from ussd_service.notifier import worker; worker()",
+        "--once",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert "claimed 1, sent 1, retrying 0, parked 0" in out.decode()
+    assert RECIPIENT not in out.decode()  # logged, masked
+    assert [m.status for m in await outbox(pg_pool)] == ["sent"]
