@@ -15,8 +15,17 @@ from conftest import sms_app
 from sms_harness import RECIPIENT, SENDER, THIRD, Phone, available, member, post_sms
 
 import ledger
+from menus import MenuRegistry
 from ussd_service.config import Settings
-from ussd_service.sms import REPLY_KEY_PREFIX, Command, CommandKind, parse_command
+from ussd_service.dialogue import DIALOGUE_TEXTS
+from ussd_service.sms import (
+    OPENAPI_PATHS,
+    REPLY_KEY_PREFIX,
+    Command,
+    CommandKind,
+    missing_replies,
+    parse_command,
+)
 
 HELP_RU = "ДАР номер баллы - подарить. ДАР - принять. НЕТ - отказ. БАЛАНС"
 HELP_EN = "GIFT number points - give. GIFT - accept. NO - decline. BALANCE"
@@ -318,3 +327,20 @@ async def test_gateway_secret_is_required_when_configured(
         assert status == 401
         status, body = await post_sms(client, SENDER, "HELP", headers={"X-Gateway-Token": secret})
         assert (status, body) == (200, HELP_RU)
+
+
+def test_the_menu_file_has_every_reply_the_sms_desk_chooses(settings: Settings) -> None:
+    menu = MenuRegistry.from_file(settings.menu_file, DIALOGUE_TEXTS).current
+    assert missing_replies(menu) == []
+
+
+async def test_openapi_paths_describe_exactly_the_added_routes(client: TestClient) -> None:
+    added = {
+        (route.resource.canonical, route.method.lower())
+        for route in client.app.router.routes()
+        if route.resource is not None
+        and route.method != "HEAD"
+        and route.resource.canonical in OPENAPI_PATHS
+    }
+    documented = {(path, method) for path, ops in OPENAPI_PATHS.items() for method in ops}
+    assert added == documented == {("/sms/inbound", "post"), ("/v1/outbox", "get")}

@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import asyncpg
@@ -287,3 +288,29 @@ async def test_worker_command_delivers_what_is_due(
     assert "claimed 1, sent 1, retrying 0, parked 0" in out.decode()
     assert RECIPIENT not in out.decode()  # logged, masked
     assert [m.status for m in await outbox(pg_pool)] == ["sent"]
+
+
+async def test_expired_gift_notifies_both_sides_with_local_dates(
+    client: TestClient,
+    pg_pool: asyncpg.Pool,
+    notifier: Notifier,
+    gateway: tuple[FakeGateway, str],
+    clock: ledger.ManualClock,
+) -> None:
+    fake, _ = gateway
+    await member(pg_pool, SENDER, points=500, language="en")
+    await member(pg_pool, RECIPIENT)
+    await Phone(client, SENDER).send("GIFT 79167654321 100", "x1")
+    await drain(notifier, clock)
+    [received] = fake.texts_to(RECIPIENT)
+    [message] = await outbox(pg_pool)
+    expires = datetime.fromisoformat(message.payload["expires_at"])
+    local_day = expires.astimezone(ZoneInfo("Europe/Moscow")).day
+    # The expiry day as subscribers live it (Moscow), not the UTC one.
+    assert f"Ответьте ДАР до {local_day} " in received
+    assert await ledger.expire_gifts(pg_pool, now=expires + timedelta(seconds=1)) == 1
+    clock.set(expires + timedelta(minutes=1))
+    await drain(notifier, clock)
+    assert fake.texts_to(RECIPIENT)[1] == "Подарок 100 б. не принят вовремя."
+    assert fake.texts_to(SENDER) == ["100 points from your gift are back on your balance."]
+    assert await ledger.check(pg_pool) == []
