@@ -267,7 +267,8 @@ def _expand(
     for channel in channels:
         if channel not in CHANNELS:
             raise ConversationFileError(f"{where}: unknown channel {channel!r}")
-    given = {**_plain(defaults.get("given") or {}), **_plain(raw.get("given") or {})}
+    # A conversation's own ``given`` replaces the file's default state whole.
+    given = _plain(raw["given"] if "given" in raw else defaults.get("given")) or {}
     if set(given) - GIVEN_FIELDS:
         raise ConversationFileError(
             f"{where}: unknown given field(s) {sorted(set(given) - GIVEN_FIELDS)}"

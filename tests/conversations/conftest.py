@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from menus import MenuRegistry
 from ussd_service.config import Settings
 from ussd_service.conversations import (
     Conversation,
@@ -25,16 +26,27 @@ from ussd_service.conversations import (
     load_file,
     run_conversation,
 )
+from ussd_service.dialogue import DIALOGUE_TEXTS
 
 HERE = Path(__file__).resolve().parent
+MENU_FILE = HERE.parents[1] / "menu_definitions.yaml"
+
+
+@pytest.fixture(scope="session")
+def conversation_menus() -> MenuRegistry:
+    """The default menu, loaded and compiled once for every conversation."""
+    return MenuRegistry.from_file(MENU_FILE, DIALOGUE_TEXTS)
 
 
 @pytest.fixture
 async def conversation_env(
-    settings: Settings, pg_pool: asyncpg.Pool, redis_client: aioredis.Redis
+    settings: Settings,
+    pg_pool: asyncpg.Pool,
+    redis_client: aioredis.Redis,
+    conversation_menus: MenuRegistry,
 ) -> ConversationEnv:
     """A fresh database and an empty Redis; the runner serves the app itself."""
-    return ConversationEnv(settings=settings, pool=pg_pool)
+    return ConversationEnv(settings=settings, pool=pg_pool, menus=conversation_menus)
 
 
 def _test_function(variants: dict[str, Conversation]) -> Callable[..., Awaitable[None]]:
