@@ -9,26 +9,14 @@ import aiohttp
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from sms_harness import GATEWAY_PATH, FakeGateway, start_gateway
+from sms_harness import GATEWAY_PATH, FakeGateway, sms_app, start_gateway
 
 import ledger
 from menus import MenuRegistry
-from ussd_service import sms
-from ussd_service.app import create_app
 from ussd_service.config import Settings
 from ussd_service.dialogue import DIALOGUE_TEXTS
-from ussd_service.notifier import KannelTransport, Notifier, notifier_ctx
-
-
-def sms_app(settings: Settings, *, worker: bool = False) -> web.Application:
-    """The service as the lead wires it: SMS routes, and the worker when asked."""
-    app = create_app(settings, background=False)
-    sms.add_routes(app)
-    if worker:
-        app.cleanup_ctx.append(notifier_ctx)
-    return app
+from ussd_service.notifier import KannelTransport, Notifier
 
 
 @pytest.fixture

@@ -17,6 +17,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 import ledger
+from ussd_service import sms
+from ussd_service.app import create_app
+from ussd_service.config import Settings
+from ussd_service.notifier import notifier_ctx
 
 SENDER = "+79161234567"
 RECIPIENT = "+79167654321"
@@ -41,6 +45,15 @@ async def available(pool: asyncpg.Pool, msisdn: str) -> int:
     out = await ledger.balance(pool, msisdn)
     assert out.ok, out
     return out.unwrap().available
+
+
+def sms_app(settings: Settings, *, worker: bool = False) -> web.Application:
+    """The service as the lead wires it: SMS routes, and the worker when asked."""
+    app = create_app(settings, background=False)
+    sms.add_routes(app)
+    if worker:
+        app.cleanup_ctx.append(notifier_ctx)
+    return app
 
 
 class Phone:

@@ -11,8 +11,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import sms_app
-from sms_harness import RECIPIENT, SENDER, THIRD, Phone, available, member, post_sms
+from sms_harness import RECIPIENT, SENDER, THIRD, Phone, available, member, post_sms, sms_app
 
 import ledger
 from menus import MenuRegistry

@@ -17,8 +17,7 @@ import asyncpg
 import redis.asyncio as aioredis
 import structlog
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import sms_app
-from sms_harness import RECIPIENT, SENDER, THIRD, FakeGateway, Phone, member
+from sms_harness import RECIPIENT, SENDER, THIRD, FakeGateway, Phone, member, sms_app
 
 import ledger
 from menus import MenuRegistry
