@@ -52,6 +52,9 @@ SMS_DEADLINE_S = 5.0
 # Replies kept for redeliveries of the same message id.
 REPLY_KEY_PREFIX = "sms:reply:"
 REPLY_TTL_S = 24 * 3600
+# A frozen Redis must not hold the answer: without the kept reply the ledger's
+# idempotency still prevents a second gift.
+REPLY_CACHE_DEADLINE_S = 0.5
 # Ledger idempotency keys: ``sms:<gateway message id>:<command>``.
 LEDGER_KEY_PREFIX = "sms:"
 # Bounds of what reads as "<number> <points>".
@@ -284,8 +287,9 @@ class SmsDesk:
         if self.redis is None:
             return None
         try:
-            value = await self.redis.get(key)
-        except (RedisError, OSError) as exc:
+            async with asyncio.timeout(REPLY_CACHE_DEADLINE_S):
+                value = await self.redis.get(key)
+        except (RedisError, OSError) as exc:  # OSError covers TimeoutError
             log.warning("sms_reply_cache_unavailable", error=type(exc).__name__)
             return None
         return value.decode() if isinstance(value, bytes) else value
@@ -295,9 +299,10 @@ class SmsDesk:
         if self.redis is None:
             return text
         try:
-            if await self.redis.set(key, text, nx=True, ex=REPLY_TTL_S):
-                return text
-            kept = await self.redis.get(key)
+            async with asyncio.timeout(REPLY_CACHE_DEADLINE_S):
+                if await self.redis.set(key, text, nx=True, ex=REPLY_TTL_S):
+                    return text
+                kept = await self.redis.get(key)
         except (RedisError, OSError) as exc:
             log.warning("sms_reply_cache_unavailable", error=type(exc).__name__)
             return text
