@@ -24,7 +24,7 @@ import sys
 import textwrap
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -454,6 +454,16 @@ class IvrPhone:
         return reply
 
 
+def notification_text(item: Mapping[str, Any]) -> str:
+    """What an outbox item says: the text sent, or its event and data while pending."""
+    delivery = item.get("delivery")
+    if isinstance(delivery, Mapping) and delivery.get("text"):
+        return str(delivery["text"])
+    payload = item.get("payload") or {}
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(payload.items()) if k != "msisdn")
+    return f"{item.get('event', '?')} ({item.get('status', 'pending')}): {shown}"
+
+
 @dataclass
 class SmsPhone:
     """Texts to and from the short number 4555."""
@@ -495,7 +505,7 @@ class SmsPhone:
             if item.get("msisdn") not in (None, self.msisdn):
                 continue
             ident = item.get("id")
-            text = str(item.get("text") or item.get("body") or item.get("message") or "")
+            text = notification_text(item)
             if only_new and ident in self.seen_notifications:
                 continue
             self.seen_notifications.add(ident)
@@ -508,13 +518,18 @@ class SmsPhone:
 
 @contextlib.asynccontextmanager
 async def serve_app(
-    settings: Settings, *, menus: MenuRegistry | None = None, background: bool = False
+    settings: Settings,
+    *,
+    menus: MenuRegistry | None = None,
+    background: bool = False,
+    app: web.Application | None = None,
 ) -> AsyncIterator[str]:
-    """Serve the app on a free loopback port; yields its base URL.
+    """Serve the app (``app``, or one built from ``settings``) on a free loopback port.
 
-    Leaving stops it, which also flushes its drop-off counters.
+    Yields its base URL. Leaving stops it, which also flushes its drop-off counters.
     """
-    app = create_app(settings, menus=menus, background=background)
+    if app is None:
+        app = create_app(settings, menus=menus, background=background)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
