@@ -227,7 +227,7 @@ async def _expire_points_batch(
 ) -> tuple[int, int]:
     async with pool.acquire() as conn, conn.transaction():
         account_ids = await conn.fetch(
-            "SELECT id FROM accounts WHERE id IN ("
+            "SELECT id, subscriber_id FROM accounts WHERE id IN ("
             "  SELECT DISTINCT account_id FROM point_lots WHERE remaining > 0 AND expires_at <= $1"
             ") ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
             moment,
@@ -251,12 +251,7 @@ async def _expire_points_batch(
                 conn, key, "expire_points", request_hash("expire_points", {"key": key}), moment
             )
             assert op_pk is not None
-            owner = await conn.fetchval(
-                "SELECT subscriber_id FROM accounts WHERE id = $1", account_id
-            )
-            op = Op(
-                conn=conn, id=op_pk, key=key, now=moment, settings=settings, subscriber_id=owner
-            )
+            op = Op(conn, op_pk, key, moment, settings, subscriber_id=row["subscriber_id"])
             await _accounts.take_from_lots(op, account_id, shares, "expired")
             await complete_operation(
                 op, Outcome(Code.OK, details={"points": points, "lots": len(shares)})
