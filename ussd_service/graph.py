@@ -54,6 +54,15 @@ DOT_SHAPES: dict[str, str] = {
     "operator": "doubleoctagon",
 }
 ENTRY_ID = "__entry__"
+# Words Mermaid reads as keywords; node ids equal to one get a prefix.
+MERMAID_RESERVED = frozenset(
+    {"end", "graph", "flowchart", "subgraph", "class", "classdef", "style", "click", "linkstyle"}
+)
+
+
+def mermaid_id(node_id: str) -> str:
+    """A node id Mermaid cannot mistake for a keyword."""
+    return f"node_{node_id}" if node_id.lower() in MERMAID_RESERVED else node_id
 
 
 @dataclass(frozen=True)
@@ -165,20 +174,21 @@ def to_mermaid(model: MenuFile, channel: str, language: str) -> str:
         left, right = MERMAID_SHAPES.get(kind, ("[", "]"))
         title = _short(_title(model, node, language))
         label = f"{node_id}<br/><i>{kind}</i>" + (f"<br/>{title}" if title else "")
-        lines.append(f'    {node_id}{left}"{_mermaid_text(label)}"{right}')
+        lines.append(f'    {mermaid_id(node_id)}{left}"{_mermaid_text(label)}"{right}')
     if entry is not None:
-        lines.append(f"    {ENTRY_ID} --> {entry[1]}")
+        lines.append(f"    {ENTRY_ID} --> {mermaid_id(entry[1])}")
     for edge in edges(model, channel):
         if edge.source in nodes and edge.target in nodes:
-            lines.append(f'    {edge.source} -->|"{_mermaid_text(edge.label)}"| {edge.target}')
+            source, target = mermaid_id(edge.source), mermaid_id(edge.target)
+            lines.append(f'    {source} -->|"{_mermaid_text(edge.label)}"| {target}')
     finals = sorted(n for n in nodes if _kind(model.nodes[n]) == "message")
     operators = sorted(n for n in nodes if _kind(model.nodes[n]) == "operator")
     lines.append("    classDef final stroke-width:3px,stroke:#2a7;")
     lines.append("    classDef operator fill:#f88,stroke:#a00,stroke-width:3px;")
     if finals:
-        lines.append(f"    class {','.join(finals)} final;")
+        lines.append(f"    class {','.join(map(mermaid_id, finals))} final;")
     if operators:
-        lines.append(f"    class {','.join(operators)} operator;")
+        lines.append(f"    class {','.join(map(mermaid_id, operators))} operator;")
     return "\n".join(lines) + "\n"
 
 
