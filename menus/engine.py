@@ -730,16 +730,16 @@ class _Hop:
             more = menu.texts["more"].render_voice(language, {})
             scope = {"label": more, "key": ivr.navigation.more}
             prompts.append(Prompt(option_text.render_voice(language, scope)))
-        hints = None
-        if not final:
-            single = isinstance(node, MenuNode | ConfirmNode | ListNode)
-            hints = IvrHints(
-                num_digits=1 if single else None,
-                finish_on_key="" if single else "#",
-                timeout=ivr.input_timeout,
-                voice=ivr.voice.get(language, ""),
-                language_code=ivr.language_codes.get(language, language),
-            )
+        # Voice and language on every screen (a final one is spoken too); the
+        # key-collection hints matter only when the caller is asked for keys.
+        single = not final and isinstance(node, MenuNode | ConfirmNode | ListNode)
+        hints = IvrHints(
+            num_digits=1 if single else None,
+            finish_on_key="" if single else "#",
+            timeout=ivr.input_timeout,
+            voice=ivr.voice.get(language, ""),
+            language_code=ivr.language_codes.get(language, language),
+        )
         return Screen(
             node=state.node,
             text=" ".join(p.text for p in prompts if p.text),

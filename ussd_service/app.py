@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -17,7 +17,7 @@ import ledger
 from menus import MenuRegistry
 from session_store import RedisSessionStore
 from session_store.dropoff import DropoffBuffer, RedisDropoffCounters
-from ussd_service import api, gateways, handoffs, health
+from ussd_service import api, gateways, handoffs, health, notifier, sms
 from ussd_service.config import Settings
 from ussd_service.dialogue import DIALOGUE_TEXTS, Dialogue
 from ussd_service.keys import DIALOGUE, DROPOFF, MENUS, METRICS, PG_POOL, READINESS, REDIS, SETTINGS
@@ -103,9 +103,13 @@ async def _dialogue_ctx(app: web.Application) -> AsyncIterator[None]:
     pool, redis = app[PG_POOL], app[REDIS]
     dropoff = app[DROPOFF] = DropoffBuffer(RedisDropoffCounters(redis))
 
-    def operations(msisdn: str, key_prefix: str) -> LedgerOperations:
+    def operations(
+        msisdn: str,
+        key_prefix: str,
+        before_mutation: Callable[[], Awaitable[None]] | None = None,
+    ) -> LedgerOperations:
         # The ledger's settings choose the provisioner (the built-in one fulfils at once).
-        return LedgerOperations(pool, msisdn, key_prefix)
+        return LedgerOperations(pool, msisdn, key_prefix, before_mutation=before_mutation)
 
     app[DIALOGUE] = Dialogue(
         store=RedisSessionStore(redis),
@@ -151,7 +155,9 @@ def create_app(
     app.cleanup_ctx.append(_dialogue_ctx)
     if background:
         app.cleanup_ctx.append(_background_ctx)
+        app.cleanup_ctx.append(notifier.notifier_ctx)
     health.add_routes(app)
     gateways.add_routes(app)
+    sms.add_routes(app)
     api.add_routes(app)
     return app

@@ -17,6 +17,7 @@ from aiohttp import web
 
 import ledger
 from menus import MenuError, MenuRegistry, json_schema, validate_file
+from ussd_service import notifier
 from ussd_service.app import create_app
 from ussd_service.config import ConfigError, Settings, load_settings
 from ussd_service.dialogue import DIALOGUE_TEXTS
@@ -229,3 +230,6 @@ def catalog_load(file: Path, data_dir: Path | None) -> None:
     except ledger.CatalogError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"loaded {result.loaded} reward(s); deactivated {len(result.deactivated)}")
+
+
+main.add_command(notifier.worker)

@@ -48,6 +48,8 @@ RESUME_NODE = "__resume__"
 RESUME_YES = "1"
 RESUME_NO = "2"
 MAX_CAS_ATTEMPTS = 4
+# How often a hop looks again while another hop of its session moves points.
+BUSY_POLL_S = 0.01
 # Entries of "node:input" kept for the operator's view of a handoff.
 TRAIL_LIMIT = 12
 # A node id no menu has: stepping from it sends the session to the operator
@@ -58,7 +60,16 @@ GONE_NODE = "__gone__"
 class OperationsFactory(Protocol):
     """Binds the operations port to one subscriber and one idempotency-key prefix."""
 
-    def __call__(self, msisdn: str, key_prefix: str) -> Operations: ...
+    def __call__(
+        self,
+        msisdn: str,
+        key_prefix: str,
+        before_mutation: Callable[[], Awaitable[None]] | None = None,
+    ) -> Operations: ...
+
+
+class LostRaceError(Exception):
+    """Another hop of the session committed or claimed it first; re-read and retry."""
 
 
 HandoffSink = Callable[["HandoffNeeded"], Awaitable[int | None]]
@@ -132,9 +143,13 @@ class _Payload:
     steps: int = 0
     trail: list[str] | None = None
     resume: dict[str, Any] | None = None
+    # [hop id, unix ms] while a hop that moves points is in flight (see _claim).
+    busy: list[Any] | None = None
 
     def dump(self) -> str:
         data: dict[str, Any] = {"o": self.origin, "k": self.steps}
+        if self.busy is not None:
+            data["bz"] = self.busy
         if self.state is not None:
             data["s"] = self.state
         if self.trail:
@@ -152,6 +167,7 @@ class _Payload:
             steps=data.get("k", 0),
             trail=data.get("tr"),
             resume=data.get("rs"),
+            busy=data.get("bz"),
         )
 
 
@@ -227,30 +243,59 @@ class Dialogue:
 
     async def _handle(self, hop: Hop) -> Answer:
         ref = SessionRef(hop.channel, hop.gateway, hop.session_id)
-        for _ in range(MAX_CAS_ATTEMPTS):
+        conflicts = 0
+        while conflicts < MAX_CAS_ATTEMPTS:
             record = await self.store.load(ref)
+            if record is not None and self._busy(record, hop.channel):
+                # A hop that moves points is in flight: its outcome decides
+                # what this one sees (the caller's own retry replays it).
+                await asyncio.sleep(BUSY_POLL_S)
+                continue
             if hop.kind is HopKind.ABORT:
                 return await self._abort(hop, record)
             if record is not None:
                 replayed = self._replay(hop, record)
                 if replayed is not None:
                     return replayed
-            if record is None:
-                if hop.kind is not HopKind.BEGIN:
-                    return self._system_answer("session_expired", hop, outcome="expired")
-                answer, new = await self._begin(hop, ref)
-                result = await self.store.create(new)
-            else:
-                answer, new = await self._step(hop, record)
-                result = await self._save(hop, new, record.version, answer.screen)
+            try:
+                if record is None:
+                    if hop.kind is not HopKind.BEGIN:
+                        return self._system_answer("session_expired", hop, outcome="expired")
+                    answer, new = await self._begin(hop, ref)
+                    result = await self.store.create(new)
+                else:
+                    answer, new, expected = await self._step(hop, record)
+                    result = await self._save(hop, new, expected, answer.screen)
+            except LostRaceError:
+                conflicts += 1
+                self.metrics.cas_conflicts.labels(hop.channel).inc()
+                continue
             if result.status is SaveStatus.SAVED:
                 assert result.record is not None
                 self._count(answer.events)
                 return replace(answer, seq=result.record.version)
             if result.status is SaveStatus.MISSING:
                 return self._system_answer("session_expired", hop, outcome="expired")
+            conflicts += 1
             self.metrics.cas_conflicts.labels(hop.channel).inc()
         return self._system_answer("service_unavailable", hop, outcome="conflict")
+
+    def _busy(self, record: SessionRecord, channel: str) -> bool:
+        """True while another attempt holds the session's claim (and is not stale)."""
+        busy = _Payload.load(record.state).busy
+        if busy is None:
+            return False
+        age_s = time.time() - float(busy[1]) / 1000
+        return age_s < self.deadlines.for_channel(channel)
+
+    def _claim(self, hop: Hop, record: SessionRecord, payload: _Payload) -> _Claim:
+        """Before the first operation that moves points: mark the session busy.
+
+        The mark is a compare-and-set on the version the hop read, so two hops
+        of one session can never both move points from the same screen, and
+        any other hop waits for this one's outcome instead of overwriting it.
+        """
+        return _Claim(self.store, hop, record, payload)
 
     async def _save(
         self, hop: Hop, record: SessionRecord, expected: int, screen: Screen
@@ -333,7 +378,8 @@ class Dialogue:
         )
         return Answer(screen, 0, outcome="resume_offered"), record
 
-    async def _step(self, hop: Hop, record: SessionRecord) -> tuple[Answer, SessionRecord]:
+    async def _step(self, hop: Hop, record: SessionRecord) -> tuple[Answer, SessionRecord, int]:
+        """Step the session; the new record and the version its save must expect."""
         payload = _Payload.load(record.state)
         text: str | None = hop.input
         if hop.path is not None:
@@ -341,7 +387,8 @@ class Dialogue:
         if hop.kind is HopKind.TIMEOUT:
             text = None
         if payload.resume is not None:
-            return await self._answer_resume(hop, record, payload, text)
+            answer, new = await self._answer_resume(hop, record, payload, text)
+            return answer, new, record.version
         assert payload.state is not None
         state = SessionState.from_dict(payload.state)
         menu = self._version(state.version)
@@ -350,12 +397,13 @@ class Dialogue:
             # a reload): the current menu hands the caller to an operator.
             menu = self.menus.current
             state = replace(state, version=menu.version, node=GONE_NODE)
-        ops = self.operations(hop.msisdn, f"{payload.origin}:{payload.steps}")
+        claim = self._claim(hop, record, payload)
+        ops = self.operations(hop.msisdn, f"{payload.origin}:{payload.steps}", claim)
         node_before = state.node
         result = await menu.step(state, text, ops)
         payload.steps += 1
         payload.trail = [*(payload.trail or []), self._trail_entry(menu, node_before, text)]
-        return await self._finish(
+        answer, new = await self._finish(
             hop,
             record.ref,
             menu=menu,
@@ -364,6 +412,7 @@ class Dialogue:
             node_before=node_before,
             base=record,
         )
+        return answer, new, claim.version
 
     async def _answer_resume(
         self, hop: Hop, record: SessionRecord, payload: _Payload, text: str | None
@@ -375,7 +424,8 @@ class Dialogue:
             ops = self.operations(hop.msisdn, f"{payload.origin}:{payload.steps}")
             result = await menu.show(state, ops)
             payload.resume = None
-            payload.steps += 1
+            # No step taken: the next hop keeps the dropped session's keys, so
+            # an operation the dropped hop may have run is recognised, not repeated.
             return await self._finish(
                 hop,
                 record.ref,
@@ -498,3 +548,26 @@ class Dialogue:
         else:
             screen = Screen(node=name, text=compiled.render(language, {}), final=True)
         return Answer(screen, 0, outcome=outcome)
+
+
+class _Claim:
+    """The busy mark of one hop, taken on first use (see ``Dialogue._claim``)."""
+
+    def __init__(
+        self, store: SessionStore, hop: Hop, record: SessionRecord, payload: _Payload
+    ) -> None:
+        self.store = store
+        self.hop = hop
+        self.record = record
+        self.payload = payload
+        self.version = record.version
+
+    async def __call__(self) -> None:
+        marked = replace(self.payload, busy=[self.hop.hop_id, int(time.time() * 1000)])
+        result = await self.store.save(
+            replace(self.record, state=marked.dump()), self.record.version
+        )
+        if not result.saved:
+            raise LostRaceError(self.hop.hop_id)
+        assert result.record is not None
+        self.version = result.record.version

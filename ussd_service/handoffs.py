@@ -19,6 +19,7 @@ import asyncpg
 import redis.asyncio as aioredis
 import structlog
 
+from ussd_service.deadlines import within
 from ussd_service.dialogue import HandoffNeeded, HandoffSink
 from ussd_service.operations import UNAVAILABLE_ERRORS
 
@@ -120,8 +121,7 @@ def handoff_sink(pool: asyncpg.Pool, redis: aioredis.Redis) -> HandoffSink:
             balance=balance,
         )
         try:
-            async with asyncio.timeout(WRITE_TIMEOUT_S):
-                return await record_handoff(pool, request)
+            return await within(record_handoff(pool, request), WRITE_TIMEOUT_S)
         except UNAVAILABLE_ERRORS as exc:
             log.warning("handoff_deferred", reason=needed.reason, error=type(exc).__name__)
             await defer_handoff(redis, request)

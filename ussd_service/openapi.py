@@ -10,6 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
+from ussd_service.sms import OPENAPI_PATHS as SMS_PATHS
+
 _JSON = "application/json"
 
 
@@ -416,6 +418,8 @@ PATHS: dict[str, dict[str, Any]] = {
             "responses": {"200": _json_response("OpenAPI 3.1 document")},
         }
     },
+    # The SMS module keeps its own description next to its routes.
+    **SMS_PATHS,
 }
 
 

@@ -10,9 +10,8 @@ menu shows its "try later" branch: the gateway never waits past its budget.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -21,6 +20,7 @@ import structlog
 
 import ledger
 from menus.operations import OPERATIONS, UNAVAILABLE, OperationResult
+from ussd_service.deadlines import within
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +69,7 @@ class LedgerOperations:
         clock: ledger.Clock = ledger.SYSTEM_CLOCK,
         settings: ledger.LedgerSettings = ledger.DEFAULT_SETTINGS,
         provisioner: ledger.Provisioner | None = None,
+        before_mutation: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.pool = pool
         self.msisdn = msisdn
@@ -77,9 +78,12 @@ class LedgerOperations:
         self.clock = clock
         self.settings = settings
         self.provisioner = provisioner
+        self.before_mutation = before_mutation
         self._mutations = 0
         self._language = settings.default_language
-        self._table: dict[str, Callable[[Mapping[str, Any]], Awaitable[OperationResult]]] = {
+        self._table: dict[
+            str, Callable[[Mapping[str, Any]], Coroutine[Any, Any, OperationResult]]
+        ] = {
             "subscriber": self._subscriber,
             "enroll": self._enroll,
             "balance": self._balance,
@@ -98,9 +102,12 @@ class LedgerOperations:
         handler = self._table.get(name)
         if handler is None or name not in OPERATIONS:
             raise ValueError(f"unknown operation {name!r}")
+        if OPERATIONS[name].mutating and self.before_mutation is not None:
+            # Once per hop, before any point moves (the dialogue's session claim).
+            claim, self.before_mutation = self.before_mutation, None
+            await claim()
         try:
-            async with asyncio.timeout(self.deadline_s):
-                return await handler(args)
+            return await within(handler(args), self.deadline_s)
         except UNAVAILABLE_ERRORS as exc:
             log.warning("operation_unavailable", operation=name, error=type(exc).__name__)
             return OperationResult(UNAVAILABLE)

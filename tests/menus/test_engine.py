@@ -408,7 +408,10 @@ async def test_ivr_input_hints_and_keys(menu: Menu, ops: ScriptedOperations) -> 
     assert operator.handoff_reason == "caller_request"  # 0: operator from anywhere
     assert operator.screen.handoff is not None
     assert operator.screen.handoff.destination == "+70000000000"
-    assert operator.screen.ivr is None  # nothing more to collect
+    # Nothing more to collect, but still spoken in the caller's voice and language.
+    assert operator.screen.ivr is not None
+    assert operator.screen.ivr.num_digits is None
+    assert operator.screen.ivr.language_code == "en-US"
 
 
 async def test_ivr_list_pages_of_five(menu: Menu) -> None:
