@@ -38,6 +38,14 @@ def test_bad_values_name_the_variable(env: dict[str, str], expected: str) -> Non
         load_settings(env)
 
 
+def test_provisioning_mode_reaches_the_ledger_rules() -> None:
+    assert load_settings({}).ledger_settings().provisioning == "dev"
+    external = load_settings({"USSD_PROVISIONING": "External"})
+    assert external.ledger_settings().provisioning == "external"
+    with pytest.raises(ConfigError, match="USSD_PROVISIONING"):
+        load_settings({"USSD_PROVISIONING": "magic"})
+
+
 def test_short_secrets_are_refused_without_echoing_them() -> None:
     with pytest.raises(ConfigError) as info:
         load_settings({"USSD_API_TOKEN": "hunter2"})

@@ -102,14 +102,16 @@ async def _postgres_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _dialogue_ctx(app: web.Application) -> AsyncIterator[None]:
     pool, redis = app[PG_POOL], app[REDIS]
     dropoff = app[DROPOFF] = DropoffBuffer(RedisDropoffCounters(redis))
+    ledger_settings = app[SETTINGS].ledger_settings()
 
     def operations(
         msisdn: str,
         key_prefix: str,
         before_mutation: Callable[[], Awaitable[None]] | None = None,
     ) -> LedgerOperations:
-        # The ledger's settings choose the provisioner (the built-in one fulfils at once).
-        return LedgerOperations(pool, msisdn, key_prefix, before_mutation=before_mutation)
+        return LedgerOperations(
+            pool, msisdn, key_prefix, settings=ledger_settings, before_mutation=before_mutation
+        )
 
     app[DIALOGUE] = Dialogue(
         store=RedisSessionStore(redis),
@@ -127,7 +129,10 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     """Periodic work of every process: ledger sweepers, deferred handoffs."""
     pool, redis = app[PG_POOL], app[REDIS]
     tasks = [
-        asyncio.create_task(ledger.run_sweeper(pool), name="ledger-sweeper"),
+        asyncio.create_task(
+            ledger.run_sweeper(pool, settings=app[SETTINGS].ledger_settings()),
+            name="ledger-sweeper",
+        ),
         asyncio.create_task(handoffs.flush_deferred_forever(redis, pool), name="handoffs"),
     ]
     yield

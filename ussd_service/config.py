@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -9,6 +10,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+import ledger
 
 # Environment variable for each setting (names from shared/INTERFACES.md).
 ENV_VARS: Mapping[str, str] = {
@@ -23,6 +26,7 @@ ENV_VARS: Mapping[str, str] = {
     "twilio_auth_token": "TWILIO_AUTH_TOKEN",
     "log_level": "USSD_LOG_LEVEL",
     "log_format": "USSD_LOG_FORMAT",
+    "provisioning": "USSD_PROVISIONING",
     # SMS on 4555: the operator's SMS gateway (Kannel ``sendsms`` convention)
     # and the notification delivery worker.
     "sms_gateway_url": "USSD_SMS_GATEWAY_URL",
@@ -64,6 +68,9 @@ class Settings(BaseModel):
     twilio_auth_token: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
+    # "dev": rewards are fulfilled at once by the built-in provisioner (development
+    # only); "external": they stay reserved until /v1/redemptions/{id}/... answers.
+    provisioning: Literal["dev", "external"] = "dev"
     # Unset: notifications are logged (numbers masked) instead of sent.
     sms_gateway_url: str | None = None
     sms_gateway_username: str | None = None
@@ -102,6 +109,10 @@ class Settings(BaseModel):
             raise ValueError("must be at least 16 characters long")
         return value
 
+    def ledger_settings(self) -> ledger.LedgerSettings:
+        """The ledger's rules as this service runs them."""
+        return dataclasses.replace(ledger.DEFAULT_SETTINGS, provisioning=self.provisioning)
+
     @property
     def embedded(self) -> bool:
         """True when the service must start its own Redis and PostgreSQL."""
@@ -127,7 +138,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     for field, var in ENV_VARS.items():
         raw = env.get(var)
         if raw:
-            values[field] = raw.lower() if field in {"log_level", "log_format"} else raw
+            lowered = field in {"log_level", "log_format", "provisioning"}
+            values[field] = raw.lower() if lowered else raw
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return Settings(**values)

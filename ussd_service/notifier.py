@@ -442,7 +442,12 @@ async def notifier_ctx(app: web.Application) -> AsyncIterator[None]:
     stop = asyncio.Event()
     async with transport_for(settings) as transport:
         worker_ = Notifier(
-            app[PG_POOL], app[MENUS], transport, redis=app[REDIS], batch=settings.notifier_batch
+            app[PG_POOL],
+            app[MENUS],
+            transport,
+            redis=app[REDIS],
+            batch=settings.notifier_batch,
+            settings=settings.ledger_settings(),
         )
         task = asyncio.create_task(worker_.run(settings.notifier_interval, stop), name="notifier")
         log.info("notifier_started", via=transport.via)
@@ -468,7 +473,12 @@ async def run_worker(settings: Settings, *, once: bool = False) -> DeliveryRepor
     try:
         async with transport_for(settings) as transport:
             notifier = Notifier(
-                pool, registry, transport, redis=redis, batch=settings.notifier_batch
+                pool,
+                registry,
+                transport,
+                redis=redis,
+                batch=settings.notifier_batch,
+                settings=settings.ledger_settings(),
             )
             if once:
                 return await notifier.run_once()

@@ -42,7 +42,7 @@ from ussd_service.auth import check_gateway
 from ussd_service.channels import sms as channel
 from ussd_service.channels.forms import bad_request
 from ussd_service.hop import MalformedRequestError
-from ussd_service.keys import MENUS, PG_POOL, REDIS
+from ussd_service.keys import MENUS, PG_POOL, REDIS, SETTINGS
 from ussd_service.operations import UNAVAILABLE_ERRORS
 
 log = structlog.get_logger(__name__)
@@ -322,7 +322,12 @@ def reply_key(msisdn: str, message_id: str) -> str:
 
 def desk(app: web.Application) -> SmsDesk:
     """The desk over the application's pools and live menu."""
-    return SmsDesk(app[PG_POOL], app[MENUS].current, redis=app[REDIS])
+    return SmsDesk(
+        app[PG_POOL],
+        app[MENUS].current,
+        redis=app[REDIS],
+        settings=app[SETTINGS].ledger_settings(),
+    )
 
 
 async def sms_inbound(request: web.Request) -> web.StreamResponse:
