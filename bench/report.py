@@ -35,7 +35,7 @@ def phase_line(name: str, result: dict[str, Any]) -> str:
         f"    {name}: {result['hops_per_s']:.0f} hops/s, p50 {_ms(result['all']['p50'])} ms, "
         f"p99 {_ms(result['all']['p99'])} ms, errors {result['errors']}"
         f"+{result.get('warmup_errors', 0)}, client CPU {result['client_cpu_share']:.0%}"
-    )
+    ) + "".join(f"\n      error: {sample}" for sample in result.get("error_samples", [])[:3])
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
