@@ -79,12 +79,15 @@ def check_api(request: web.Request) -> None:
 
 async def check_twilio_signature(request: web.Request) -> None:
     """Raise 403 when ``TWILIO_AUTH_TOKEN`` is set and the signature does not match."""
-    auth_token = request.app[SETTINGS].twilio_auth_token
+    settings = request.app[SETTINGS]
+    auth_token = settings.twilio_auth_token
     if auth_token is None:
         return
     form = await request.post()
     params = {k: str(v) for k, v in form.items()}
     signature = request.headers.get(TWILIO_SIGNATURE_HEADER, "")
+    # Twilio signs the URL it called: behind a proxy that is the public one.
+    url = settings.public_url + request.path_qs if settings.public_url else str(request.url)
     validator = RequestValidator(auth_token)
-    if not validator.validate(str(request.url), params, signature):
+    if not validator.validate(url, params, signature):
         raise _deny(web.HTTPForbidden, f"invalid {TWILIO_SIGNATURE_HEADER}")

@@ -27,6 +27,7 @@ ENV_VARS: Mapping[str, str] = {
     "log_level": "USSD_LOG_LEVEL",
     "log_format": "USSD_LOG_FORMAT",
     "provisioning": "USSD_PROVISIONING",
+    "public_url": "USSD_PUBLIC_URL",
     # SMS on 4555: the operator's SMS gateway (Kannel ``sendsms`` convention)
     # and the notification delivery worker.
     "sms_gateway_url": "USSD_SMS_GATEWAY_URL",
@@ -71,6 +72,8 @@ class Settings(BaseModel):
     # "dev": rewards are fulfilled at once by the built-in provisioner (development
     # only); "external": they stay reserved until /v1/redemptions/{id}/... answers.
     provisioning: Literal["dev", "external"] = "dev"
+    # The service's address as gateways call it (behind a proxy); Twilio signs it.
+    public_url: str | None = None
     # Unset: notifications are logged (numbers masked) instead of sent.
     sms_gateway_url: str | None = None
     sms_gateway_username: str | None = None
@@ -81,6 +84,12 @@ class Settings(BaseModel):
     notifier_batch: int = Field(default=50, ge=1, le=MAX_NOTIFIER_BATCH)
     # Seconds the worker waits when the outbox has nothing due.
     notifier_interval: float = Field(default=2.0, gt=0, le=3600)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_scheme(cls, value: str | None) -> str | None:
+        checked = _check_scheme(value, frozenset({"http", "https"}))
+        return checked.rstrip("/") if checked else checked
 
     @field_validator("redis_url")
     @classmethod
