@@ -12,7 +12,7 @@ import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Annotated, Literal, Protocol
 
 import asyncpg
 import pydantic
@@ -35,6 +35,11 @@ DEFAULT_CATALOG = Path(__file__).with_name("catalog.yaml")
 # -- catalogue ----------------------------------------------------------------------
 
 
+# A title is one line of a USSD menu page (80 characters in Cyrillic, with the
+# price and the item's key beside it): keep it short; details go in the description.
+MAX_TITLE_LENGTH = 22
+
+
 class RewardSpec(pydantic.BaseModel):
     """One reward as written in the catalogue file."""
 
@@ -43,7 +48,7 @@ class RewardSpec(pydantic.BaseModel):
     code: str = pydantic.Field(pattern=r"^[a-z0-9][a-z0-9_-]{1,63}$")
     category: Literal["minutes", "sms_mms", "internet", "certificates", "gifts", "subscriptions"]
     price: int = pydantic.Field(gt=0, strict=True)
-    title: dict[str, str]
+    title: dict[str, Annotated[str, pydantic.StringConstraints(max_length=MAX_TITLE_LENGTH)]]
     description: dict[str, str]
     active: bool = True
 

@@ -23,6 +23,7 @@ from ussd_service.dialogue import DIALOGUE_TEXTS, Dialogue
 from ussd_service.keys import DIALOGUE, DROPOFF, MENUS, METRICS, PG_POOL, READINESS, REDIS, SETTINGS
 from ussd_service.metrics import Metrics
 from ussd_service.operations import LedgerOperations
+from ussd_service.report import dropoff_metrics_ctx
 
 log = structlog.get_logger(__name__)
 
@@ -108,9 +109,15 @@ async def _dialogue_ctx(app: web.Application) -> AsyncIterator[None]:
         msisdn: str,
         key_prefix: str,
         before_mutation: Callable[[], Awaitable[None]] | None = None,
+        language: str | None = None,
     ) -> LedgerOperations:
         return LedgerOperations(
-            pool, msisdn, key_prefix, settings=ledger_settings, before_mutation=before_mutation
+            pool,
+            msisdn,
+            key_prefix,
+            settings=ledger_settings,
+            before_mutation=before_mutation,
+            language=language,
         )
 
     app[DIALOGUE] = Dialogue(
@@ -158,6 +165,7 @@ def create_app(
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_postgres_ctx)
     app.cleanup_ctx.append(_dialogue_ctx)
+    app.cleanup_ctx.append(dropoff_metrics_ctx())
     if background:
         app.cleanup_ctx.append(_background_ctx)
         app.cleanup_ctx.append(notifier.notifier_ctx)

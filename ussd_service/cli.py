@@ -20,9 +20,13 @@ from menus import MenuError, MenuRegistry, json_schema, validate_file
 from ussd_service import notifier
 from ussd_service.app import create_app
 from ussd_service.config import ConfigError, Settings, load_settings
+from ussd_service.conversations import test_conversations
 from ussd_service.dialogue import DIALOGUE_TEXTS
+from ussd_service.graph import graph
 from ussd_service.logs import configure_logging
+from ussd_service.report import report
 from ussd_service.runtime import apply_migrations, backing_servers
+from ussd_service.simulator import simulate
 from ussd_service.workers import run_workers
 
 T = TypeVar("T")
@@ -232,4 +236,11 @@ def catalog_load(file: Path, data_dir: Path | None) -> None:
     click.echo(f"loaded {result.loaded} reward(s); deactivated {len(result.deactivated)}")
 
 
-main.add_command(notifier.worker)
+for _command in (
+    notifier.worker,
+    simulate,
+    test_conversations,
+    graph,
+    report,
+):
+    main.add_command(_command)

@@ -65,6 +65,7 @@ class OperationsFactory(Protocol):
         msisdn: str,
         key_prefix: str,
         before_mutation: Callable[[], Awaitable[None]] | None = None,
+        language: str | None = None,
     ) -> Operations: ...
 
 
@@ -398,7 +399,9 @@ class Dialogue:
             menu = self.menus.current
             state = replace(state, version=menu.version, node=GONE_NODE)
         claim = self._claim(hop, record, payload)
-        ops = self.operations(hop.msisdn, f"{payload.origin}:{payload.steps}", claim)
+        ops = self.operations(
+            hop.msisdn, f"{payload.origin}:{payload.steps}", claim, language=state.language
+        )
         node_before = state.node
         result = await menu.step(state, text, ops)
         payload.steps += 1
@@ -421,7 +424,9 @@ class Dialogue:
         menu = self._version(str(payload.resume["v"]))
         if text == RESUME_YES and menu is not None:
             state = SessionState.from_dict(payload.resume["s"])
-            ops = self.operations(hop.msisdn, f"{payload.origin}:{payload.steps}")
+            ops = self.operations(
+                hop.msisdn, f"{payload.origin}:{payload.steps}", language=state.language
+            )
             result = await menu.show(state, ops)
             payload.resume = None
             # No step taken: the next hop keeps the dropped session's keys, so

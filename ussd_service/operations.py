@@ -70,6 +70,7 @@ class LedgerOperations:
         settings: ledger.LedgerSettings = ledger.DEFAULT_SETTINGS,
         provisioner: ledger.Provisioner | None = None,
         before_mutation: Callable[[], Awaitable[None]] | None = None,
+        language: str | None = None,
     ) -> None:
         self.pool = pool
         self.msisdn = msisdn
@@ -80,7 +81,8 @@ class LedgerOperations:
         self.provisioner = provisioner
         self.before_mutation = before_mutation
         self._mutations = 0
-        self._language = settings.default_language
+        # The session's language, for texts the ledger stores per language.
+        self._language = language or settings.default_language
         self._table: dict[
             str, Callable[[Mapping[str, Any]], Coroutine[Any, Any, OperationResult]]
         ] = {
@@ -206,4 +208,6 @@ class LedgerOperations:
         outcome = await ledger.set_language(
             self.pool, self.msisdn, str(args["language"]), key=self._key(), **self._common()
         )
+        if outcome.ok:
+            self._language = str(args["language"])
         return _result(outcome)
