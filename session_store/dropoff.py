@@ -311,6 +311,11 @@ class DropoffBuffer:
                 await self.flush()
             except StoreUnavailableError as exc:
                 log.warning("dropoff_flush_failed", error=str(exc), pending=self.pending)
+            # redis-py may absorb a cancellation that lands mid-command: a
+            # pending cancel must still end this loop.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
 
     async def __aenter__(self) -> DropoffBuffer:
         self._task = asyncio.create_task(self._run(), name="dropoff-flush")

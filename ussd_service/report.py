@@ -248,7 +248,16 @@ async def _refresh_forever(collector: DropoffCollector, interval: float) -> None
             await collector.refresh()
         except StoreUnavailableError as exc:
             log.warning("dropoff_metrics_refresh_failed", error=str(exc))
+        # redis-py may absorb a cancellation that lands mid-command (it resets
+        # the connection and returns): a pending cancel must still end the loop.
+        if _cancelling():
+            raise asyncio.CancelledError
         await asyncio.sleep(interval)
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def dropoff_metrics_ctx(

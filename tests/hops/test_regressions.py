@@ -167,3 +167,11 @@ async def _to_gift_confirm(phone: NativePhone, recipient: str) -> None:
     await phone.send(local_form(recipient))
     reply = await phone.send("10")
     assert "Подарить 10" in reply.text
+
+
+async def test_native_event_of_the_wrong_json_type_is_a_400(client: TestClient) -> None:
+    """An unhashable ``event`` (a list) once reached a dict lookup and gave a 500."""
+    for event in ([], {}, 1, None):
+        resp = await client.post("/ussd", json={"event": event})
+        assert resp.status == 400, (event, await resp.text())
+        assert "event" in await resp.text()

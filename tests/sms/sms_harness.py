@@ -17,7 +17,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 import ledger
-from ussd_service import sms
 from ussd_service.app import create_app
 from ussd_service.config import Settings
 from ussd_service.notifier import notifier_ctx
@@ -48,9 +47,8 @@ async def available(pool: asyncpg.Pool, msisdn: str) -> int:
 
 
 def sms_app(settings: Settings, *, worker: bool = False) -> web.Application:
-    """The service as the lead wires it: SMS routes, and the worker when asked."""
+    """The service (SMS routes included), and its notifier when asked."""
     app = create_app(settings, background=False)
-    sms.add_routes(app)
     if worker:
         app.cleanup_ctx.append(notifier_ctx)
     return app

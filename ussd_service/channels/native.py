@@ -31,7 +31,7 @@ async def parse(request: web.Request, base_code: str) -> Hop:
     """The hop in a native JSON request (an empty ``hop_id``: the gateway gave none)."""
     body = await read_json_object(request)
     event = body.get("event")
-    if event not in _EVENTS:
+    if not isinstance(event, str) or event not in _EVENTS:
         raise MalformedRequestError("field event must be one of begin, input, abort")
     kind = _EVENTS[event]
     sid = session_id(body, "session_id")
