@@ -426,6 +426,9 @@ class _Hop:
         # Labels and keys of the current screen's entries (set by ``layout``).
         self.labels: list[str] = []
         self.keys: list[str] = []
+        # ``layout`` of the current node, kept until the hop moves (a hop that
+        # stays, like a page turn or a reprompt, would otherwise lay it out twice).
+        self._pages: list[Page] | None = None
 
     @property
     def node(self) -> Node:
@@ -452,6 +455,7 @@ class _Hop:
         state.node = node_id
         state.failures = state.timeouts = state.page = 0
         self.items = None
+        self._pages = None
 
     async def jump(self, node_id: str, reason: str) -> StepResult:
         """Go straight to ``node_id`` (operator handoffs), then settle and show."""
@@ -615,6 +619,11 @@ class _Hop:
 
     async def layout(self) -> list[Page]:
         """The pages of the current node (USSD pages, or IVR list pages)."""
+        if self._pages is None:
+            self._pages = await self._layout()
+        return self._pages
+
+    async def _layout(self) -> list[Page]:
         state, node, menu = self.state, self.node, self.menu
         if isinstance(node, ListNode) and self.items is None:
             await self.settle()

@@ -22,7 +22,7 @@ from ussd_service.config import Settings
 from ussd_service.dialogue import DIALOGUE_TEXTS, Dialogue
 from ussd_service.keys import DIALOGUE, DROPOFF, MENUS, METRICS, PG_POOL, READINESS, REDIS, SETTINGS
 from ussd_service.metrics import Metrics
-from ussd_service.operations import LedgerOperations
+from ussd_service.operations import CatalogCache, LedgerOperations
 from ussd_service.report import dropoff_metrics_ctx
 
 log = structlog.get_logger(__name__)
@@ -31,7 +31,8 @@ log = structlog.get_logger(__name__)
 MAX_BODY_BYTES = 16 * 1024
 PG_POOL_MAX = 20
 POOL_CLOSE_TIMEOUT_S = 10.0
-REDIS_MAX_CONNECTIONS = 64
+REDIS_MAX_CONNECTIONS = 128
+REDIS_POOL_WAIT_S = 2.0
 # A request id from the caller is kept only when it looks like one.
 MAX_REQUEST_ID_LEN = 64
 
@@ -77,9 +78,15 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.redis_url, "resolve the Redis URL before creating the app"
-    client = aioredis.Redis.from_url(
-        settings.redis_url, max_connections=REDIS_MAX_CONNECTIONS, health_check_interval=30
+    # Blocking: at a burst, a hop waits briefly for a connection rather than
+    # failing (a USSD hop can use two at once: its save and its resume pointer).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=REDIS_MAX_CONNECTIONS,
+        timeout=REDIS_POOL_WAIT_S,
+        health_check_interval=30,
     )
+    client = aioredis.Redis(connection_pool=pool)
     app[REDIS] = client
     yield
     await client.aclose()
@@ -104,6 +111,7 @@ async def _dialogue_ctx(app: web.Application) -> AsyncIterator[None]:
     pool, redis = app[PG_POOL], app[REDIS]
     dropoff = app[DROPOFF] = DropoffBuffer(RedisDropoffCounters(redis))
     ledger_settings = app[SETTINGS].ledger_settings()
+    catalog_cache = CatalogCache()
 
     def operations(
         msisdn: str,
@@ -118,6 +126,7 @@ async def _dialogue_ctx(app: web.Application) -> AsyncIterator[None]:
             settings=ledger_settings,
             before_mutation=before_mutation,
             language=language,
+            catalog_cache=catalog_cache,
         )
 
     app[DIALOGUE] = Dialogue(

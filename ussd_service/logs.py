@@ -92,8 +92,10 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # aiohttp's access log duplicates our per-request line.
+    # aiohttp's access log duplicates our per-request line; transitions logs
+    # every state change at INFO (two lines per hop, a tenth of a hop's CPU).
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("transitions").setLevel(logging.WARNING)
 
 
 def _identity(

@@ -11,6 +11,7 @@ menu shows its "try later" branch: the gateway never waits past its budget.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import date, datetime
 from typing import Any
@@ -26,6 +27,7 @@ log = structlog.get_logger(__name__)
 
 # Well inside a USSD gateway's few seconds, with room for the rest of the hop.
 DEFAULT_DEADLINE_S = 1.5
+CATALOG_TTL_S = 10.0
 HISTORY_LIMIT = 5
 
 # Failures that mean "the ledger cannot answer now", not "the request is wrong".
@@ -38,6 +40,30 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
     ledger.TooManyRetries,
 )
+
+
+class CatalogCache:
+    """The active catalogue per (language, category), kept for a short while.
+
+    Every list page (and every page turn) would otherwise read the catalogue
+    from PostgreSQL; it changes only when an operator loads a new file, and a
+    few seconds' delay in showing that is harmless.
+    """
+
+    def __init__(self, ttl_s: float = CATALOG_TTL_S) -> None:
+        self.ttl_s = ttl_s
+        self._entries: dict[tuple[str, str | None], tuple[float, OperationResult]] = {}
+
+    def get(self, language: str, category: str | None) -> OperationResult | None:
+        """The cached answer, or None when absent or stale."""
+        entry = self._entries.get((language, category))
+        if entry is None or time.monotonic() - entry[0] > self.ttl_s:
+            return None
+        return entry[1]
+
+    def put(self, language: str, category: str | None, result: OperationResult) -> None:
+        """Keep a successful answer."""
+        self._entries[(language, category)] = (time.monotonic(), result)
 
 
 def plain(value: Any) -> Any:
@@ -71,6 +97,7 @@ class LedgerOperations:
         provisioner: ledger.Provisioner | None = None,
         before_mutation: Callable[[], Awaitable[None]] | None = None,
         language: str | None = None,
+        catalog_cache: CatalogCache | None = None,
     ) -> None:
         self.pool = pool
         self.msisdn = msisdn
@@ -80,6 +107,7 @@ class LedgerOperations:
         self.settings = settings
         self.provisioner = provisioner
         self.before_mutation = before_mutation
+        self.catalog_cache = catalog_cache
         self._mutations = 0
         # The session's language, for texts the ledger stores per language.
         self._language = language or settings.default_language
@@ -147,10 +175,16 @@ class LedgerOperations:
 
     async def _catalog(self, args: Mapping[str, Any]) -> OperationResult:
         category = args.get("category") or None
+        cache = self.catalog_cache
+        if cache is not None and (cached := cache.get(self._language, category)) is not None:
+            return cached
         outcome = await ledger.list_catalog(
             self.pool, language=self._language, category=category, settings=self.settings
         )
-        return _result(outcome)
+        result = _result(outcome)
+        if cache is not None and result.ok:
+            cache.put(self._language, category, result)
+        return result
 
     async def _redeem(self, args: Mapping[str, Any]) -> OperationResult:
         outcome = await ledger.redeem(
