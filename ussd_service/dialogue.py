@@ -182,6 +182,19 @@ def derive_input(path: str, previous_hop_id: str | None) -> str:
     return path.rsplit("*", 1)[-1]
 
 
+def _resume_point(hop: Hop, record: SessionRecord) -> ResumePoint:
+    """Where ``record``'s subscriber is, for a redial to continue from."""
+    return ResumePoint(
+        channel=hop.channel,
+        msisdn=hop.msisdn,
+        gateway=hop.gateway,
+        session_id=hop.session_id,
+        menu_version=record.menu_version,
+        node=record.node,
+        state=record.state,
+    )
+
+
 def _origin(ref: SessionRef) -> str:
     return f"{ref.channel}:{ref.gateway}:{ref.session_id}"
 
@@ -310,17 +323,7 @@ class Dialogue:
             # Nothing worth resuming: the session ended, or is back at the start.
             pointer = self.store.forget(hop.channel, hop.msisdn)
         else:
-            pointer = self.store.remember_dropped(
-                ResumePoint(
-                    channel=hop.channel,
-                    msisdn=hop.msisdn,
-                    gateway=hop.gateway,
-                    session_id=hop.session_id,
-                    menu_version=record.menu_version,
-                    node=record.node,
-                    state=record.state,
-                )
-            )
+            pointer = self.store.remember_dropped(_resume_point(hop, record))
         result, _ = await asyncio.gather(self.store.save(record, expected), pointer)
         return result
 
@@ -525,17 +528,7 @@ class Dialogue:
         payload = _Payload.load(record.state)
         unfinished = screen is not None and not screen.final and payload.resume is None
         if hop.channel == "ussd" and unfinished:
-            await self.store.remember_dropped(
-                ResumePoint(
-                    channel=hop.channel,
-                    msisdn=hop.msisdn,
-                    gateway=hop.gateway,
-                    session_id=hop.session_id,
-                    menu_version=record.menu_version,
-                    node=record.node,
-                    state=record.state,
-                )
-            )
+            await self.store.remember_dropped(_resume_point(hop, record))
         await self.store.delete(record.ref)
         if unfinished:
             self._count((DropoffEvent(record.menu_version, record.node, DropoffKind.ABANDON),))
