@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 from ussd_service.embedded import DATABASE_NAME, SOCKET_DIR, postgres_url
 
 CLI = str(Path(sys.executable).parent / "ussd-service")
+MENU_FILE = Path(__file__).resolve().parents[1] / "menu_definitions.yaml"
 READY_TIMEOUT_S = 60
 
 
@@ -169,3 +171,51 @@ def test_serve_with_two_workers_shares_the_port(data_dir: Path) -> None:
         output = service.interrupt()
     assert "workers_stopped" in output
     assert _survivors(service.children) == []
+
+
+def _ussd(port: int, session: str, text: str, number: str = "+79161234567") -> str:
+    form = urllib.parse.urlencode(
+        {
+            "sessionId": session,
+            "serviceCode": "*111*455#",
+            "phoneNumber": number,
+            "networkCode": "25001",
+            "text": text,
+        }
+    ).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/ussd/africastalking", data=form)
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return str(resp.read().decode())
+
+
+def test_sighup_reloads_the_menu_and_sessions_in_flight_keep_theirs(data_dir: Path) -> None:
+    menu = data_dir / "menu.yaml"
+    original = MENU_FILE.read_text()
+    menu.write_text(original)
+    service = Service(data_dir, extra=("--menu", str(menu)))
+    try:
+        # A caller who is not a member sees the join menu; one step in, a session in flight.
+        first = _ussd(service.port, "old", "")
+        assert first.startswith("CON ")
+        menu.write_text(original.replace('"Вступить"', '"Присоединиться"', 1))
+        service.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        n = 0
+        while "Присоединиться" not in _ussd(service.port, f"new-{n}", ""):
+            assert time.monotonic() < deadline, "the new menu never showed"
+            n += 1
+            time.sleep(0.1)
+        # The session that began on the old version finishes on it.
+        again = _ussd(service.port, "old", "9")  # an invalid key: the same screen again
+        assert "Вступить" in again
+        assert "Присоединиться" not in again
+        # A broken file is refused and the live version stays.
+        menu.write_text("version: [")
+        service.proc.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        # (Another caller: the first one left a session mid-menu and is offered to resume.)
+        assert "Присоединиться" in _ussd(service.port, "after-broken", "", "+79031112233")
+    finally:
+        output = service.interrupt()
+    assert "menu_reloaded" in output
+    assert "menu_reload_refused" in output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,7 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 import ledger
-from menus import MenuRegistry
+from menus import MenuError, MenuRegistry
 from session_store import RedisSessionStore
 from session_store.dropoff import DropoffBuffer, RedisDropoffCounters
 from ussd_service import api, gateways, handoffs, health, notifier, sms
@@ -157,14 +158,41 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def _reload_on_sighup(app: web.Application) -> AsyncIterator[None]:
+    """``kill -HUP``: load the menu file again; sessions in flight keep their version."""
+    loop = asyncio.get_running_loop()
+
+    def reload() -> None:
+        path = app[SETTINGS].menu_file
+        try:
+            menu = app[MENUS].reload(path)
+        except MenuError as exc:
+            log.warning(
+                "menu_reload_refused",
+                file=str(path),
+                errors=[str(d) for d in exc.diagnostics if d.level == "error"][:10],
+            )
+            return
+        log.info("menu_reloaded", file=str(path), version=menu.version)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    yield
+    loop.remove_signal_handler(signal.SIGHUP)
+
+
 def create_app(
-    settings: Settings, *, menus: MenuRegistry | None = None, background: bool = True
+    settings: Settings,
+    *,
+    menus: MenuRegistry | None = None,
+    background: bool = True,
+    reload_signal: bool = False,
 ) -> web.Application:
     """Build the application; pools open when it starts and close when it stops.
 
     The menu file is loaded (and validated) here, so a broken file stops the
     service before it listens. ``background=False`` leaves out the periodic
-    tasks (tests drive sweepers themselves).
+    tasks (tests drive sweepers themselves); ``reload_signal=True`` (``serve``)
+    reloads the menu file on SIGHUP.
     """
     app = web.Application(middlewares=[request_context], client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
@@ -175,6 +203,8 @@ def create_app(
     app.cleanup_ctx.append(_postgres_ctx)
     app.cleanup_ctx.append(_dialogue_ctx)
     app.cleanup_ctx.append(dropoff_metrics_ctx())
+    if reload_signal:
+        app.cleanup_ctx.append(_reload_on_sighup)
     if background:
         app.cleanup_ctx.append(_background_ctx)
         app.cleanup_ctx.append(notifier.notifier_ctx)

@@ -101,7 +101,7 @@ def serve(
             run_workers(resolved, workers)
             return
         web.run_app(
-            create_app(resolved, menus=menus),
+            create_app(resolved, menus=menus, reload_signal=True),
             host=resolved.host,
             port=resolved.port,
             print=None,

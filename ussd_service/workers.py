@@ -9,6 +9,7 @@ servers and stops them after every worker has exited.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 from types import FrameType
 
@@ -30,7 +31,7 @@ def _worker(settings_json: str) -> None:
     configure_logging(settings.log_level, settings.log_format)
     menus = MenuRegistry.from_file(settings.menu_file, DIALOGUE_TEXTS)
     web.run_app(
-        create_app(settings, menus=menus),
+        create_app(settings, menus=menus, reload_signal=True),
         host=settings.host,
         port=settings.port,
         reuse_port=True,
@@ -56,7 +57,13 @@ def run_workers(settings: Settings, count: int) -> None:
             if worker.is_alive():
                 worker.terminate()
 
+    def reload(_signum: int, _frame: FrameType | None) -> None:
+        for worker in workers:
+            if worker.is_alive() and worker.pid is not None:
+                os.kill(worker.pid, signal.SIGHUP)
+
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reload)
     try:
         for worker in workers:
             worker.join()
