@@ -87,7 +87,8 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
         timeout=REDIS_POOL_WAIT_S,
         health_check_interval=30,
     )
-    client = aioredis.Redis(connection_pool=pool)
+    # from_pool: the client owns the pool, so aclose() closes its connections too.
+    client = aioredis.Redis.from_pool(pool)
     app[REDIS] = client
     yield
     await client.aclose()
