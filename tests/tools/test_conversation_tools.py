@@ -23,7 +23,7 @@ from ussd_service.dialogue import DIALOGUE_TEXTS
 ROOT = Path(__file__).resolve().parents[2]
 MENU = ROOT / "menu_definitions.yaml"
 CONVERSATIONS = ROOT / "tests" / "conversations"
-WRAPPER = Path(__file__).with_name("cli_wrapper.py")
+CLI = str(Path(sys.executable).parent / "ussd-service")
 SAMPLE = Path(__file__).with_name("broken_menu_failure.txt")
 
 
@@ -145,8 +145,7 @@ async def test_standalone_runner_passes_and_fails(servers, tmp_path: Path, redis
 
     async def run(*args: str) -> tuple[int, str]:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(WRAPPER),
+            CLI,
             "test-conversations",
             str(CONVERSATIONS / "gift.yaml"),
             "--data-dir",

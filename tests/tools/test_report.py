@@ -23,7 +23,7 @@ from ussd_service.report import DropoffCollector, format_table, read_report, row
 from ussd_service.simulator import Gateway, UssdPhone, serve_app
 
 ROOT = Path(__file__).resolve().parents[2]
-WRAPPER = Path(__file__).with_name("cli_wrapper.py")
+CLI = str(Path(sys.executable).parent / "ussd-service")
 CONCURRENCY = 20
 # Sessions of numbers not in the programme (they start at join_menu), by script.
 ABANDON_AT_JOIN_MENU = 120  # dial, hang up
@@ -63,8 +63,7 @@ async def _report_cli(redis_url: str, database_url: str, *args: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": redis_url}
     env["DATABASE_URL"] = database_url
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(WRAPPER),
+        CLI,
         "report",
         *args,
         stdout=asyncio.subprocess.PIPE,

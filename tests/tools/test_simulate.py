@@ -18,7 +18,7 @@ from ussd_service.config import Settings
 from ussd_service.simulator import SimulatorOptions, Terminal, serve_app, simulate_against
 
 ROOT = Path(__file__).resolve().parents[2]
-WRAPPER = Path(__file__).with_name("cli_wrapper.py")
+CLI = str(Path(sys.executable).parent / "ussd-service")
 ME = "+79161000001"
 FRIEND = "+79162000002"
 
@@ -123,8 +123,7 @@ async def test_cli_against_a_running_service(settings: Settings, pg_pool, redis_
     await _members(pg_pool)
     async with serve_app(settings) as url:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(WRAPPER),
+            CLI,
             "simulate",
             "--url",
             url,
@@ -153,8 +152,7 @@ async def test_cli_in_process_mode(servers, database_url: str, redis_client) -> 
         "DATABASE_URL": database_url,
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(WRAPPER),
+        CLI,
         "simulate",
         "--lang",
         "en",
