@@ -25,7 +25,7 @@ from menus import MenuRegistry, UnknownVersionError
 from menus.engine import Menu, SessionState, StepResult
 from menus.model import Channel, InputNode, PinValidator
 from menus.operations import Operations
-from menus.screen import Prompt, Screen
+from menus.screen import IvrHints, Prompt, Screen
 from session_store import (
     ResumePoint,
     SaveResult,
@@ -542,7 +542,18 @@ class Dialogue:
         compiled = menu.texts[name]
         if hop.channel == "ivr":
             spoken = compiled.render_voice(language, {})
-            screen = Screen(node=name, text=spoken, final=True, prompts=(Prompt(spoken),))
+            ivr = menu.model.channels.ivr
+            # Spoken in the menu's voice for its language, like every other screen.
+            hints = IvrHints(
+                num_digits=None,
+                finish_on_key="#",
+                timeout=ivr.input_timeout,
+                voice=ivr.voice.get(language, ""),
+                language_code=ivr.language_codes.get(language, language),
+            )
+            screen = Screen(
+                node=name, text=spoken, final=True, prompts=(Prompt(spoken),), ivr=hints
+            )
         else:
             screen = Screen(node=name, text=compiled.render(language, {}), final=True)
         return Answer(screen, 0, outcome=outcome)

@@ -175,3 +175,15 @@ async def test_native_event_of_the_wrong_json_type_is_a_400(client: TestClient) 
         resp = await client.post("/ussd", json={"event": event})
         assert resp.status == 400, (event, await resp.text())
         assert "event" in await resp.text()
+
+
+async def test_ivr_session_expired_is_spoken_in_the_menus_voice(client: TestClient) -> None:
+    """The dialogue's own screens (outside the tree) carry voice and language too."""
+    resp = await client.post(
+        "/ivr/twilio?seq=5",
+        data={"CallSid": "CA-gone", "From": "+79161234567", "To": "0890", "Digits": "1"},
+    )
+    body = await resp.text()
+    assert resp.status == 200
+    assert 'language="ru-RU"' in body
+    assert "<Hangup" in body
