@@ -6,6 +6,7 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from menus import load_menu
 from ussd_service.app import create_app
 from ussd_service.config import Settings
 from ussd_service.openapi import PATHS
@@ -22,6 +23,8 @@ async def test_healthz_and_readyz_answer_with_real_servers(client: TestClient) -
     assert resp.status == 200, body
     assert body["checks"]["redis"] == "ok"
     assert body["checks"]["postgres"] == "ok"
+    assert body["checks"]["menu"] == "ok"
+    assert body["menu_version"] == load_menu(MENU_FILE).version
 
 
 async def test_readyz_is_503_not_500_when_postgres_is_unreachable(servers, tmp_path) -> None:

@@ -21,7 +21,7 @@ from session_store.dropoff import DropoffBuffer, RedisDropoffCounters
 from ussd_service import api, gateways, handoffs, health, notifier, sms
 from ussd_service.config import Settings
 from ussd_service.dialogue import DIALOGUE_TEXTS, Dialogue
-from ussd_service.keys import DIALOGUE, DROPOFF, MENUS, METRICS, PG_POOL, READINESS, REDIS, SETTINGS
+from ussd_service.keys import DIALOGUE, DROPOFF, MENUS, METRICS, PG_POOL, REDIS, SETTINGS
 from ussd_service.metrics import Metrics
 from ussd_service.operations import CatalogCache, LedgerOperations
 from ussd_service.report import dropoff_metrics_ctx
@@ -199,7 +199,6 @@ def create_app(
     app[SETTINGS] = settings
     app[METRICS] = Metrics.create()
     app[MENUS] = menus or MenuRegistry.from_file(settings.menu_file, DIALOGUE_TEXTS)
-    app[READINESS] = {"menu": lambda: app[MENUS].current is not None}
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_postgres_ctx)
     app.cleanup_ctx.append(_dialogue_ctx)

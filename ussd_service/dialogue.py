@@ -260,13 +260,15 @@ class Dialogue:
         conflicts = 0
         while conflicts < MAX_CAS_ATTEMPTS:
             record = await self.store.load(ref)
-            if record is not None and self._busy(record, hop.channel):
+            # The record's payload, parsed once per attempt.
+            payload = _Payload.load(record.state) if record is not None else None
+            if payload is not None and self._busy(payload, hop.channel):
                 # A hop that moves points is in flight: its outcome decides
                 # what this one sees (the caller's own retry replays it).
                 await asyncio.sleep(BUSY_POLL_S)
                 continue
             if hop.kind is HopKind.ABORT:
-                return await self._abort(hop, record)
+                return await self._abort(hop, record, payload)
             if record is not None:
                 replayed = self._replay(hop, record)
                 if replayed is not None:
@@ -278,7 +280,8 @@ class Dialogue:
                     answer, new = await self._begin(hop, ref)
                     result = await self.store.create(new)
                 else:
-                    answer, new, expected = await self._step(hop, record)
+                    assert payload is not None
+                    answer, new, expected = await self._step(hop, record, payload)
                     result = await self._save(hop, new, expected, answer.screen)
             except LostRaceError:
                 conflicts += 1
@@ -294,22 +297,13 @@ class Dialogue:
             self.metrics.cas_conflicts.labels(hop.channel).inc()
         return self._system_answer("service_unavailable", hop, outcome="conflict")
 
-    def _busy(self, record: SessionRecord, channel: str) -> bool:
+    def _busy(self, payload: _Payload, channel: str) -> bool:
         """True while another attempt holds the session's claim (and is not stale)."""
-        busy = _Payload.load(record.state).busy
+        busy = payload.busy
         if busy is None:
             return False
         age_s = time.time() - float(busy[1]) / 1000
         return age_s < self.deadlines.for_channel(channel)
-
-    def _claim(self, hop: Hop, record: SessionRecord, payload: _Payload) -> _Claim:
-        """Before the first operation that moves points: mark the session busy.
-
-        The mark is a compare-and-set on the version the hop read, so two hops
-        of one session can never both move points from the same screen, and
-        any other hop waits for this one's outcome instead of overwriting it.
-        """
-        return _Claim(self.store, hop, record, payload)
 
     async def _save(
         self, hop: Hop, record: SessionRecord, expected: int, screen: Screen
@@ -382,9 +376,10 @@ class Dialogue:
         )
         return Answer(screen, 0, outcome="resume_offered"), record
 
-    async def _step(self, hop: Hop, record: SessionRecord) -> tuple[Answer, SessionRecord, int]:
+    async def _step(
+        self, hop: Hop, record: SessionRecord, payload: _Payload
+    ) -> tuple[Answer, SessionRecord, int]:
         """Step the session; the new record and the version its save must expect."""
-        payload = _Payload.load(record.state)
         text: str | None = hop.input
         if hop.path is not None:
             text = derive_input(hop.path, record.last_hop_id)
@@ -401,7 +396,7 @@ class Dialogue:
             # a reload): the current menu hands the caller to an operator.
             menu = self.menus.current
             state = replace(state, version=menu.version, node=GONE_NODE)
-        claim = self._claim(hop, record, payload)
+        claim = _Claim(self.store, hop, record, payload)
         ops = self.operations(
             hop.msisdn, f"{payload.origin}:{payload.steps}", claim, language=state.language
         )
@@ -520,12 +515,13 @@ class Dialogue:
 
     # ------------------------------------------------------------- endings
 
-    async def _abort(self, hop: Hop, record: SessionRecord | None) -> Answer:
+    async def _abort(
+        self, hop: Hop, record: SessionRecord | None, payload: _Payload | None
+    ) -> Answer:
         """The gateway ended the session: remember where, so a redial can resume."""
-        if record is None:
+        if record is None or payload is None:
             return self._system_answer("session_expired", hop, outcome="aborted")
         screen, _ = load_screen(record.last_reply) if record.last_reply else (None, None)
-        payload = _Payload.load(record.state)
         unfinished = screen is not None and not screen.final and payload.resume is None
         if hop.channel == "ussd" and unfinished:
             await self.store.remember_dropped(_resume_point(hop, record))
@@ -560,7 +556,12 @@ class Dialogue:
 
 
 class _Claim:
-    """The busy mark of one hop, taken on first use (see ``Dialogue._claim``)."""
+    """The busy mark a hop takes before its first operation that moves points.
+
+    The mark is a compare-and-set on the version the hop read, so two hops of
+    one session can never both move points from the same screen, and any other
+    hop waits for this one's outcome instead of overwriting it.
+    """
 
     def __init__(
         self, store: SessionStore, hop: Hop, record: SessionRecord, payload: _Payload

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -18,8 +16,6 @@ SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
 REDIS = web.AppKey("redis", aioredis.Redis)
 PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
-# Synchronous readiness checks beyond Redis and PostgreSQL ("menu": is one loaded?).
-READINESS = web.AppKey("readiness", dict[str, Callable[[], bool]])
 DIALOGUE = web.AppKey("dialogue", Dialogue)
 MENUS = web.AppKey("menus", MenuRegistry)
 # Drop-off events of hops, written to Redis in batches (flush() in tests).

@@ -25,6 +25,7 @@ _CHECKS = {
     "properties": {
         "status": {"type": "string", "enum": ["ready", "unavailable"]},
         "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+        "menu_version": {"type": "string", "description": "version new sessions start on"},
     },
     "required": ["status", "checks"],
 }
