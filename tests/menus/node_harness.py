@@ -163,21 +163,23 @@ def edge_lines(menu: Menu, node_id: str) -> list[str]:
     return lines
 
 
+def _quoted(item: Any) -> Any:
+    if isinstance(item, str):
+        return DoubleQuotedScalarString(item)
+    if isinstance(item, list):
+        seq = CommentedSeq(_quoted(v) for v in item)
+        seq.fa.set_flow_style()
+        return seq
+    return item
+
+
 def steps(value: Any) -> CommentedSeq:
     """A conversation as flow-style steps with double-quoted texts (for UPDATE_GOLDEN)."""
     out = CommentedSeq()
     for step in value:
         entry = CommentedMap()
         for key, item in step.items():
-            if isinstance(item, str):
-                item = DoubleQuotedScalarString(item)
-            elif isinstance(item, list):
-                seq = CommentedSeq(
-                    DoubleQuotedScalarString(v) if isinstance(v, str) else v for v in item
-                )
-                seq.fa.set_flow_style()
-                item = seq
-            entry[key] = item
+            entry[key] = _quoted(item)
         entry.fa.set_flow_style()
         out.append(entry)
     return out
