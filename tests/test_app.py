@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
 from menus import load_menu
 from ussd_service.app import create_app
+from ussd_service.channels import DIALECTS
 from ussd_service.config import Settings
 from ussd_service.openapi import PATHS
 
@@ -62,7 +65,21 @@ async def test_openapi_describes_exactly_the_routes_of_the_app(client: TestClien
     }
     documented = {(path, method) for path, ops in document["paths"].items() for method in ops}
     assert served == documented
-    assert set(document["paths"]) == set(PATHS)
+    gateway_paths = {route.path for dialect in DIALECTS for route in dialect.routes}
+    assert set(document["paths"]) == set(PATHS) | gateway_paths
+    assert {"/ussd/africastalking", "/ussd", "/ivr/twilio", "/sms/inbound"} <= gateway_paths
+
+
+def test_the_health_endpoints_import_neither_the_worker_nor_the_command_line() -> None:
+    probe = (
+        "import sys, ussd_service.health; "
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('ussd_service'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "ussd_service.health" in out
+    assert not {"ussd_service.notifier", "ussd_service.cli", "ussd_service.workers"} & set(out)
 
 
 async def test_request_id_is_echoed_or_generated(client: TestClient) -> None:

@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
+import structlog
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from redis.exceptions import RedisError
 
 import ledger
 from ussd_service import handoffs
 from ussd_service.auth import check_api
+from ussd_service.deliveries import delivery_records
 from ussd_service.hop import DEFAULT_REGION
-from ussd_service.keys import PG_POOL
-from ussd_service.operations import plain
+from ussd_service.keys import PG_POOL, REDIS
+from ussd_service.operations import UNAVAILABLE_ERRORS, plain
+
+log = structlog.get_logger(__name__)
 
 MAX_OPERATOR_NAME = 64
 MAX_HISTORY = 100
 DEFAULT_HISTORY = 20
 MAX_JSON_BODY = 4096
+OUTBOX_PATH = "/v1/outbox"
+OUTBOX_STATUSES = ("pending", "sent", "failed")
+DEFAULT_OUTBOX_LIMIT = 100
+MAX_OUTBOX_LIMIT = 500
 
 # How a ledger rejection reads over HTTP: the request was fine but the state
 # of the subscriber or redemption does not allow it.
@@ -243,6 +254,55 @@ async def close_handoff(request: web.Request) -> web.Response:
     return _json_error(409, "the handoff is already closed")
 
 
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def outbox_item(
+    message: ledger.OutboxMessage, delivery: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """One message as the outbox endpoint shows it."""
+    return {
+        "id": message.id,
+        "event": message.event,
+        "msisdn": message.msisdn,
+        "payload": message.payload,
+        "status": message.status,
+        "attempts": message.attempts,
+        "next_attempt_at": _iso(message.next_attempt_at),
+        "last_error": message.last_error,
+        "created_at": _iso(message.created_at),
+        "sent_at": _iso(message.sent_at),
+        "delivery": dict(delivery) if delivery is not None else None,
+    }
+
+
+async def list_outbox(request: web.Request) -> web.Response:
+    """Outbox messages, oldest first; ``?status=pending|sent|failed&limit=N``."""
+    check_api(request)
+    status = request.query.get("status")
+    if status is not None and status not in OUTBOX_STATUSES:
+        return _json_error(400, f"status must be one of {', '.join(OUTBOX_STATUSES)}")
+    raw_limit = request.query.get("limit", str(DEFAULT_OUTBOX_LIMIT))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_OUTBOX_LIMIT:
+        return _json_error(400, f"limit must be a whole number from 1 to {MAX_OUTBOX_LIMIT}")
+    try:
+        messages = await ledger.list_outbox(
+            request.app[PG_POOL],
+            status,  # type: ignore[arg-type]  # checked against OUTBOX_STATUSES above
+            limit=int(raw_limit),
+        )
+    except UNAVAILABLE_ERRORS as exc:
+        log.warning("outbox_unavailable", error=type(exc).__name__)
+        return _json_error(503, "the ledger database is unreachable")
+    try:
+        records = await delivery_records(request.app[REDIS], [m.id for m in messages])
+    except (RedisError, OSError) as exc:
+        log.warning("delivery_record_unavailable", error=type(exc).__name__)
+        records = {}
+    return web.json_response({"items": [outbox_item(m, records.get(m.id)) for m in messages]})
+
+
 def add_routes(app: web.Application) -> None:
     """Register the /v1 endpoints."""
     app.router.add_post("/v1/accruals", post_accrual, name="accruals")
@@ -256,3 +316,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/handoffs", list_handoffs, name="handoffs")
     app.router.add_post("/v1/handoffs/{id}/claim", claim_handoff, name="handoff_claim")
     app.router.add_post("/v1/handoffs/{id}/close", close_handoff, name="handoff_close")
+    app.router.add_get(OUTBOX_PATH, list_outbox, name="outbox")

@@ -18,13 +18,23 @@ import ledger
 from menus import MenuError, MenuRegistry
 from session_store import RedisSessionStore
 from session_store.dropoff import DropoffBuffer, RedisDropoffCounters
-from ussd_service import api, gateways, handoffs, health, notifier, sms
+from ussd_service import api, gateways, handoffs, health, notifier, openapi
 from ussd_service.config import Settings
 from ussd_service.dialogue import DIALOGUE_TEXTS, Dialogue
-from ussd_service.keys import DIALOGUE, DROPOFF, MENUS, METRICS, PG_POOL, REDIS, SETTINGS
+from ussd_service.keys import (
+    DIALOGUE,
+    DROPOFF,
+    MENUS,
+    METRICS,
+    PG_POOL,
+    REDIS,
+    SETTINGS,
+    SMS_DESK,
+)
 from ussd_service.metrics import Metrics
 from ussd_service.operations import CatalogCache, LedgerOperations
 from ussd_service.report import dropoff_metrics_ctx
+from ussd_service.sms_desk import SmsDesk
 
 log = structlog.get_logger(__name__)
 
@@ -139,6 +149,7 @@ async def _dialogue_ctx(app: web.Application) -> AsyncIterator[None]:
         metrics=app[METRICS],
         dropoff=dropoff,
     )
+    app[SMS_DESK] = SmsDesk(pool, app[MENUS], redis=redis, settings=ledger_settings)
     async with dropoff:
         yield
 
@@ -209,7 +220,7 @@ def create_app(
         app.cleanup_ctx.append(_background_ctx)
         app.cleanup_ctx.append(notifier.notifier_ctx)
     health.add_routes(app)
+    openapi.add_routes(app)
     gateways.add_routes(app)
-    sms.add_routes(app)
     api.add_routes(app)
     return app

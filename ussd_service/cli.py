@@ -236,8 +236,30 @@ def catalog_load(file: Path, data_dir: Path | None) -> None:
     click.echo(f"loaded {result.loaded} reward(s); deactivated {len(result.deactivated)}")
 
 
+@main.command()
+@_DATA_DIR
+@click.option(
+    "--menu",
+    "menu_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Menu file with the SMS templates (env USSD_MENU_FILE, default menu_definitions.yaml).",
+)
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+def worker(data_dir: Path | None, menu_file: Path | None, *, once: bool) -> None:
+    """Run the notification delivery worker alone (SMS via USSD_SMS_GATEWAY_URL)."""
+    settings = _settings(data_dir=data_dir, menu_file=menu_file)
+    with backing_servers(settings) as resolved:
+        assert resolved.database_url
+        asyncio.run(apply_migrations(resolved.database_url))
+        report = asyncio.run(notifier.run_worker(resolved, once=once))
+    if report is not None:
+        click.echo(
+            f"claimed {report.claimed}, sent {len(report.sent)}, "
+            f"retrying {len(report.retrying)}, parked {len(report.parked)}"
+        )
+
+
 for _command in (
-    notifier.worker,
     simulate,
     test_conversations,
     graph,

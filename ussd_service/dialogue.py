@@ -172,16 +172,6 @@ class _Payload:
         )
 
 
-def derive_input(path: str, previous_hop_id: str | None) -> str:
-    """The new input of a gateway that sends every input so far (``1*2*3``)."""
-    previous = previous_hop_id[2:] if previous_hop_id and previous_hop_id.startswith("p:") else ""
-    if not previous:
-        return path
-    if path.startswith(previous + "*"):
-        return path[len(previous) + 1 :]
-    return path.rsplit("*", 1)[-1]
-
-
 def _resume_point(hop: Hop, record: SessionRecord) -> ResumePoint:
     """Where ``record``'s subscriber is, for a redial to continue from."""
     return ResumePoint(
@@ -247,7 +237,7 @@ class Dialogue:
             gateway=hop.gateway,
             session=hop.session_id,
             kind=hop.kind.value,
-            input_len=len(hop.path if hop.path is not None else hop.input),
+            input_len=len(hop.input),
             node=answer.screen.node,
             final=answer.screen.final,
             outcome=answer.outcome,
@@ -381,8 +371,8 @@ class Dialogue:
     ) -> tuple[Answer, SessionRecord, int]:
         """Step the session; the new record and the version its save must expect."""
         text: str | None = hop.input
-        if hop.path is not None:
-            text = derive_input(hop.path, record.last_hop_id)
+        if hop.input_after is not None:
+            text = hop.input_after(record.last_hop_id)
         if hop.kind is HopKind.TIMEOUT:
             text = None
         if payload.resume is not None:

@@ -22,12 +22,13 @@ import structlog
 from ussd_service.deadlines import within
 from ussd_service.dialogue import HandoffNeeded, HandoffSink
 from ussd_service.operations import UNAVAILABLE_ERRORS
+from ussd_service.redis_keys import DEFERRED_HANDOFFS_KEY
 
 log = structlog.get_logger(__name__)
 
 STATUSES = ("waiting", "claimed", "closed")
 # Handoffs written while PostgreSQL was unreachable wait here.
-PENDING_KEY = "ussd:handoffs:pending"
+PENDING_KEY = DEFERRED_HANDOFFS_KEY
 FLUSH_INTERVAL_S = 5.0
 LIST_LIMIT = 200
 # Writing a handoff must leave room in the hop's budget for the reply.

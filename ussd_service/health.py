@@ -1,4 +1,4 @@
-"""Liveness, readiness, metrics and the API description."""
+"""Liveness, readiness and metrics."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ussd_service.keys import MENUS, METRICS, PG_POOL, REDIS
-from ussd_service.openapi import openapi_document
 
 # A readiness probe must answer well inside a load balancer's timeout.
 READY_CHECK_TIMEOUT_S = 2.0
@@ -58,14 +57,8 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def openapi(request: web.Request) -> web.Response:
-    """The OpenAPI 3.1 description of every endpoint."""
-    return web.json_response(openapi_document(request.app))
-
-
 def add_routes(app: web.Application) -> None:
     """Register the operational endpoints."""
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/readyz", readyz, name="readyz")
     app.router.add_get("/metrics", metrics, name="metrics")
-    app.router.add_get("/openapi.json", openapi, name="openapi")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from ledger import try_normalize_msisdn
+from ledger import DEFAULT_SETTINGS, try_normalize_msisdn
 from menus.engine import parse_shortcut
 
-# Numbers people and gateways send without a country code are Russian.
-DEFAULT_REGION = "RU"
+# Numbers people and gateways send without a country code: the ledger's region
+# (one constant for the whole service).
+DEFAULT_REGION = DEFAULT_SETTINGS.default_region
 # The longest USSD string a handset can send (GSM 03.90 / 3GPP TS 23.090).
 MAX_USSD_INPUT = 182
 MAX_SESSION_ID = 128
@@ -33,9 +35,10 @@ class MalformedRequestError(ValueError):
 class Hop:
     """One request of a subscriber's session, whatever gateway sent it.
 
-    ``hop_id`` is stable across a gateway's retries of the same hop. ``path``
-    is set by gateways that send every input so far (``1*2*3``) instead of the
-    last one; the dialogue then derives ``input`` from it. ``shortcut`` holds
+    ``hop_id`` is stable across a gateway's retries of the same hop.
+    ``input_after`` is set by gateways that send every input so far
+    (``1*2*3``) instead of the last one: given the hop id the session answered
+    last (this dialect's own), it returns the new input. ``shortcut`` holds
     the inputs dialled after the service code (``*111*455*3#``) on BEGIN.
     ``reports_drops`` is False for gateways that never say when a session
     ended, so the dialogue keeps the resume pointer current on every hop.
@@ -48,7 +51,7 @@ class Hop:
     kind: HopKind
     hop_id: str
     input: str = ""
-    path: str | None = None
+    input_after: Callable[[str | None], str] | None = None
     shortcut: tuple[str, ...] = ()
     reports_drops: bool = True
 

@@ -11,6 +11,7 @@ from session_store.dropoff import DropoffBuffer
 from ussd_service.config import Settings
 from ussd_service.dialogue import Dialogue
 from ussd_service.metrics import Metrics
+from ussd_service.sms_desk import SmsDesk
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
@@ -18,5 +19,6 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
 DIALOGUE = web.AppKey("dialogue", Dialogue)
 MENUS = web.AppKey("menus", MenuRegistry)
+SMS_DESK = web.AppKey("sms_desk", SmsDesk)
 # Drop-off events of hops, written to Redis in batches (flush() in tests).
 DROPOFF = web.AppKey("dropoff", DropoffBuffer)

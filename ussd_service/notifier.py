@@ -17,7 +17,7 @@ reason and retried with exponential backoff (the ledger's outbox settings),
 and after ``outbox_max_attempts`` the message is parked as ``failed`` —
 ``GET /v1/outbox?status=failed`` lists them. How each sent message went out
 (``via``: gateway or log) and its text are kept in Redis for a week
-(``sms:delivery:<id>``) and shown by the same endpoint.
+(``redis_keys.DELIVERY_PREFIX``) and shown by the same endpoint.
 
 Time comes from ``clock`` and waiting from ``interval_s``: tests call
 ``run_once`` and move a ``ManualClock`` instead of sleeping.
@@ -27,18 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
-from typing import Any, Protocol
-from zoneinfo import ZoneInfo
+from typing import Protocol
 
 import aiohttp
 import asyncpg
-import click
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
@@ -49,23 +44,15 @@ from menus import MenuRegistry, render_sms
 from menus.errors import UnknownTemplateError
 from menus.gsm import is_gsm7
 from menus.text import TemplateError
-from ussd_service.auth import check_api
-from ussd_service.config import ConfigError, Settings, load_settings
+from ussd_service.config import Settings
+from ussd_service.deliveries import keep_delivery
 from ussd_service.dialogue import DIALOGUE_TEXTS
 from ussd_service.keys import MENUS, PG_POOL, REDIS, SETTINGS
-from ussd_service.logs import configure_logging
 from ussd_service.operations import UNAVAILABLE_ERRORS
-from ussd_service.runtime import apply_migrations, backing_servers
+from ussd_service.sms_desk import local_variables
 
 log = structlog.get_logger(__name__)
 
-OUTBOX_PATH = "/v1/outbox"
-OUTBOX_STATUSES = ("pending", "sent", "failed")
-DEFAULT_OUTBOX_LIMIT = 100
-MAX_OUTBOX_LIMIT = 500
-# How each sent message went out, for the outbox endpoint and ``simulate``.
-DELIVERY_KEY_PREFIX = "sms:delivery:"
-DELIVERY_TTL_S = 7 * 24 * 3600
 # Sends of one batch in flight at once.
 SEND_CONCURRENCY = 8
 # Longest part of a gateway's error answer kept as the failure reason.
@@ -181,28 +168,6 @@ class DeliveryReport:
     sent: list[int] = field(default_factory=list)
     retrying: list[int] = field(default_factory=list)
     parked: list[int] = field(default_factory=list)
-
-
-def local_variables(data: Mapping[str, Any], timezone: str) -> dict[str, Any]:
-    """Placeholder values with moments (``*_at``) in the programme's time zone.
-
-    Dates shown to subscribers are calendar days where they live, not in UTC
-    (the outbox payload holds ISO strings, ledger values hold datetimes).
-    """
-    zone = ZoneInfo(timezone)
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        moment = value
-        if isinstance(value, str) and key.endswith("_at"):
-            try:
-                moment = datetime.fromisoformat(value)
-            except ValueError:
-                moment = value
-        if isinstance(moment, datetime) and moment.tzinfo is not None:
-            out[key] = moment.astimezone(zone)
-        else:
-            out[key] = value
-    return out
 
 
 def render_notification(registry: MenuRegistry, message: ledger.OutboxMessage, tz: str) -> str:
@@ -345,89 +310,13 @@ class Notifier:
     async def _keep_delivery(self, message_id: int, text: str) -> None:
         if self.redis is None:
             return
-        record = {"via": self.transport.via, "text": text, "at": self.clock.now().isoformat()}
         try:
-            await self.redis.set(
-                delivery_key(message_id), json.dumps(record, ensure_ascii=False), ex=DELIVERY_TTL_S
+            await keep_delivery(
+                self.redis, message_id, via=self.transport.via, text=text, at=self.clock.now()
             )
         except (RedisError, OSError) as exc:
             # The record is informational; the delivery itself stands.
             log.warning("delivery_record_unavailable", error=type(exc).__name__)
-
-
-def delivery_key(message_id: int) -> str:
-    """Redis key of the delivery record of outbox message ``message_id``."""
-    return f"{DELIVERY_KEY_PREFIX}{message_id}"
-
-
-async def delivery_records(
-    redis: aioredis.Redis, message_ids: list[int]
-) -> dict[int, dict[str, Any]]:
-    """Delivery records of the given messages that still exist."""
-    if not message_ids:
-        return {}
-    values = await redis.mget([delivery_key(i) for i in message_ids])
-    records: dict[int, dict[str, Any]] = {}
-    for message_id, raw in zip(message_ids, values, strict=True):
-        if raw is not None:
-            records[message_id] = json.loads(raw)
-    return records
-
-
-# -- GET /v1/outbox ----------------------------------------------------------------
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def outbox_item(
-    message: ledger.OutboxMessage, delivery: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """One message as the outbox endpoint shows it."""
-    return {
-        "id": message.id,
-        "event": message.event,
-        "msisdn": message.msisdn,
-        "payload": message.payload,
-        "status": message.status,
-        "attempts": message.attempts,
-        "next_attempt_at": _iso(message.next_attempt_at),
-        "last_error": message.last_error,
-        "created_at": _iso(message.created_at),
-        "sent_at": _iso(message.sent_at),
-        "delivery": dict(delivery) if delivery is not None else None,
-    }
-
-
-def _json_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
-async def list_outbox(request: web.Request) -> web.Response:
-    """Outbox messages, oldest first; ``?status=pending|sent|failed&limit=N``."""
-    check_api(request)
-    status = request.query.get("status")
-    if status is not None and status not in OUTBOX_STATUSES:
-        return _json_error(400, f"status must be one of {', '.join(OUTBOX_STATUSES)}")
-    raw_limit = request.query.get("limit", str(DEFAULT_OUTBOX_LIMIT))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_OUTBOX_LIMIT:
-        return _json_error(400, f"limit must be a whole number from 1 to {MAX_OUTBOX_LIMIT}")
-    try:
-        messages = await ledger.list_outbox(
-            request.app[PG_POOL],
-            status,  # type: ignore[arg-type]  # checked against OUTBOX_STATUSES above
-            limit=int(raw_limit),
-        )
-    except UNAVAILABLE_ERRORS as exc:
-        log.warning("outbox_unavailable", error=type(exc).__name__)
-        return _json_error(503, "the ledger database is unreachable")
-    try:
-        records = await delivery_records(request.app[REDIS], [m.id for m in messages])
-    except (RedisError, OSError) as exc:
-        log.warning("delivery_record_unavailable", error=type(exc).__name__)
-        records = {}
-    return web.json_response({"items": [outbox_item(m, records.get(m.id)) for m in messages]})
 
 
 # -- inside the service, and alone --------------------------------------------------
@@ -492,34 +381,3 @@ async def run_worker(settings: Settings, *, once: bool = False) -> DeliveryRepor
     finally:
         await redis.aclose()
         await pool.close()
-
-
-@click.command()
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory of the embedded servers' data (env USSD_DATA_DIR, default ./var).",
-)
-@click.option(
-    "--menu",
-    "menu_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Menu file with the SMS templates (env USSD_MENU_FILE, default menu_definitions.yaml).",
-)
-@click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
-def worker(data_dir: Path | None, menu_file: Path | None, *, once: bool) -> None:
-    """Run the notification delivery worker alone (SMS via USSD_SMS_GATEWAY_URL)."""
-    try:
-        settings = load_settings(data_dir=data_dir, menu_file=menu_file)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
-    configure_logging(settings.log_level, settings.log_format)
-    with backing_servers(settings) as resolved:
-        assert resolved.database_url
-        asyncio.run(apply_migrations(resolved.database_url))
-        report = asyncio.run(run_worker(resolved, once=once))
-    if report is not None:
-        click.echo(
-            f"claimed {report.claimed}, sent {len(report.sent)}, "
-            f"retrying {len(report.retrying)}, parked {len(report.parked)}"
-        )

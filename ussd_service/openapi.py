@@ -1,7 +1,9 @@
-"""The OpenAPI description of the service, kept by hand next to the routes.
+"""The OpenAPI description of the service.
 
-A test compares it with the application's router, so an endpoint cannot be
-added or removed without this document following.
+The admin API and operational endpoints are described here by hand; every
+gateway endpoint comes from its dialect's routes. A test compares the document
+with the application's router, so an endpoint cannot be added or removed
+without this document following.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ussd_service.sms import OPENAPI_PATHS as SMS_PATHS
+import ledger
+from ussd_service import api
+from ussd_service.channels import DIALECTS
 
 _JSON = "application/json"
 
@@ -30,25 +34,40 @@ _CHECKS = {
     "required": ["status", "checks"],
 }
 
-_FORM = "application/x-www-form-urlencoded"
-_GATEWAY_SECURITY: list[dict[str, list[str]]] = [{"gatewayToken": []}, {"gatewayBasic": []}]
 _API_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
-_TEXT_400 = {
-    "description": "malformed request; the body says why in one line",
-    "content": {"text/plain": {"schema": {"type": "string"}}},
-}
 _AUTH_ERRORS = {
     "401": {"description": "missing or wrong credentials"},
     "403": {"description": "no credentials configured and the client is not on loopback"},
 }
 
 
-def _form(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    schema = {"type": "object", "properties": properties, "required": required}
-    return {"required": True, "content": {_FORM: {"schema": schema}}}
-
-
 _STR = {"type": "string"}
+_OUTBOX_ITEM = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "event": {"type": "string", "enum": list(ledger.outbox.EVENTS)},
+        "msisdn": {"type": "string", "description": "E.164"},
+        "payload": {"type": "object"},
+        "status": {"type": "string", "enum": list(api.OUTBOX_STATUSES)},
+        "attempts": {"type": "integer"},
+        "next_attempt_at": {"type": "string", "format": "date-time"},
+        "last_error": {"type": ["string", "null"], "description": "why the last try failed"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "sent_at": {"type": ["string", "null"], "format": "date-time"},
+        "delivery": {
+            "type": ["object", "null"],
+            "description": "how a sent message went out: via the SMS gateway, or logged "
+            "(no gateway configured); null when unknown (record expired or not sent)",
+            "properties": {
+                "via": {"type": "string", "enum": ["gateway", "log"]},
+                "text": _STR,
+                "at": {"type": "string", "format": "date-time"},
+            },
+        },
+    },
+}
+
 _HANDOFF = {
     "type": "object",
     "properties": {
@@ -241,119 +260,6 @@ PATHS: dict[str, dict[str, Any]] = {
     "/v1/redemptions/{id}/failed": _settlement(
         "Provisioning could not deliver the reward; the points go back."
     ),
-    "/ussd/africastalking": {
-        "post": {
-            "summary": "USSD hop in the Africa's Talking convention.",
-            "description": "`text` holds every input so far joined by `*` (empty at the start); "
-            "a repeated request is answered from the stored reply.",
-            "tags": ["gateways"],
-            "security": _GATEWAY_SECURITY,
-            "requestBody": _form(
-                {
-                    "sessionId": _STR,
-                    "serviceCode": _STR,
-                    "phoneNumber": _STR,
-                    "networkCode": _STR,
-                    "text": {"type": "string", "maxLength": 182},
-                },
-                ["sessionId", "serviceCode", "phoneNumber", "text"],
-            ),
-            "responses": {
-                "200": {
-                    "description": "`CON <screen>` (continue) or `END <screen>` (final)",
-                    "content": {"text/plain": {"schema": _STR}},
-                },
-                "400": _TEXT_400,
-                "413": {"description": "body too large"},
-                **_AUTH_ERRORS,
-            },
-        }
-    },
-    "/ussd": {
-        "post": {
-            "summary": "USSD hop in the native JSON convention.",
-            "tags": ["gateways"],
-            "security": _GATEWAY_SECURITY,
-            "requestBody": {
-                "required": True,
-                "content": {
-                    _JSON: {
-                        "schema": {
-                            "type": "object",
-                            "properties": {
-                                "session_id": _STR,
-                                "msisdn": _STR,
-                                "service_code": _STR,
-                                "input": {"type": "string", "maxLength": 182},
-                                "event": {"type": "string", "enum": ["begin", "input", "abort"]},
-                                "hop_id": {
-                                    "type": "string",
-                                    "description": "stable across retries: exactly-once hops",
-                                },
-                            },
-                            "required": ["session_id", "msisdn", "event"],
-                        }
-                    }
-                },
-            },
-            "responses": {
-                "200": _json_response(
-                    "the screen",
-                    {
-                        "type": "object",
-                        "properties": {
-                            "action": {"type": "string", "enum": ["continue", "end"]},
-                            "text": _STR,
-                        },
-                    },
-                ),
-                "400": _TEXT_400,
-                "413": {"description": "body too large"},
-                **_AUTH_ERRORS,
-            },
-        }
-    },
-    "/ivr/twilio": {
-        "post": {
-            "summary": "The 0890 voice line: Twilio voice webhook, answered with TwiML.",
-            "tags": ["gateways"],
-            "security": _GATEWAY_SECURITY,
-            "parameters": [
-                {
-                    "name": "seq",
-                    "in": "query",
-                    "schema": {"type": "integer"},
-                    "description": "hop counter the previous TwiML put in the action URL",
-                },
-                {
-                    "name": "timeout",
-                    "in": "query",
-                    "schema": {"type": "string", "enum": ["1"]},
-                    "description": "set by the Redirect that follows a Gather: no keys pressed",
-                },
-            ],
-            "requestBody": _form(
-                {"CallSid": _STR, "From": _STR, "To": _STR, "Digits": _STR, "CallStatus": _STR},
-                ["CallSid", "From"],
-            ),
-            "responses": {
-                "200": {"description": "TwiML", "content": {"text/xml": {"schema": _STR}}},
-                "400": _TEXT_400,
-                **_AUTH_ERRORS,
-            },
-        }
-    },
-    "/ivr/twilio/status": {
-        "post": {
-            "summary": "Twilio call status callback; a finished call ends its session.",
-            "tags": ["gateways"],
-            "security": _GATEWAY_SECURITY,
-            "requestBody": _form(
-                {"CallSid": _STR, "From": _STR, "CallStatus": _STR}, ["CallSid", "CallStatus"]
-            ),
-            "responses": {"204": {"description": "noted"}, "400": _TEXT_400, **_AUTH_ERRORS},
-        }
-    },
     "/v1/handoffs": {
         "get": {
             "summary": "Sessions handed to operators, oldest first.",
@@ -419,9 +325,58 @@ PATHS: dict[str, dict[str, Any]] = {
             "responses": {"200": _json_response("OpenAPI 3.1 document")},
         }
     },
-    # The SMS module keeps its own description next to its routes.
-    **SMS_PATHS,
+    api.OUTBOX_PATH: {
+        "get": {
+            "summary": "Notifications of the outbox (SMS to subscribers), oldest first.",
+            "description": "`status=failed` lists messages parked after repeated failures, "
+            "with the reason in `last_error`.",
+            "tags": ["operators"],
+            "security": [{"bearer": []}],
+            "parameters": [
+                {
+                    "name": "status",
+                    "in": "query",
+                    "schema": {"type": "string", "enum": list(api.OUTBOX_STATUSES)},
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": api.MAX_OUTBOX_LIMIT,
+                        "default": api.DEFAULT_OUTBOX_LIMIT,
+                    },
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "messages",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"items": {"type": "array", "items": _OUTBOX_ITEM}},
+                            }
+                        }
+                    },
+                },
+                "400": {"description": "unknown status or bad limit"},
+                "503": {"description": "the ledger database is unreachable"},
+                **_AUTH_ERRORS,
+            },
+        }
+    },
 }
+
+
+def _gateway_paths() -> dict[str, dict[str, Any]]:
+    """Every dialect's routes, as each dialect describes them."""
+    paths: dict[str, dict[str, Any]] = {}
+    for dialect in DIALECTS:
+        for route in dialect.routes:
+            paths.setdefault(route.path, {})[route.method.lower()] = dict(route.openapi)
+    return paths
 
 
 def openapi_document(_app: web.Application) -> dict[str, Any]:
@@ -440,5 +395,15 @@ def openapi_document(_app: web.Application) -> dict[str, Any]:
                 "gatewayBasic": {"type": "http", "scheme": "basic"},
             }
         },
-        "paths": PATHS,
+        "paths": {**PATHS, **_gateway_paths()},
     }
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 description of every endpoint."""
+    return web.json_response(openapi_document(request.app))
+
+
+def add_routes(app: web.Application) -> None:
+    """Register ``GET /openapi.json``."""
+    app.router.add_get("/openapi.json", openapi, name="openapi")

@@ -12,7 +12,6 @@ from pathlib import Path
 import asyncpg
 
 import ledger
-from ussd_service import sms
 from ussd_service.app import create_app
 from ussd_service.config import Settings
 from ussd_service.simulator import SimulatorOptions, Terminal, serve_app, simulate_against
@@ -90,8 +89,6 @@ async def test_ivr_gift_through_stdin(settings: Settings, pg_pool, redis_client)
 async def test_sms_gift_through_stdin(settings: Settings, pg_pool, redis_client) -> None:
     await _members(pg_pool)
     app = create_app(settings, background=False)
-    if not any(r.name == "sms_inbound" for r in app.router.routes()):
-        sms.add_routes(app)  # until the lead wires SMS into create_app
     script = "ДАР 89162000002 150\nБАЛАНС\n"
     async with serve_app(settings, app=app) as url:
         output = await _drive(url, SimulatorOptions(channel="sms", msisdn=ME), script, pg_pool)
@@ -108,8 +105,6 @@ async def test_sms_shows_notifications_to_this_number(
     await _members(pg_pool)
     await ledger.gift(pg_pool, ME, FRIEND, 40, key="t-gift")
     app = create_app(settings, background=False)
-    if not any(r.name == "sms_inbound" for r in app.router.routes()):
-        sms.add_routes(app)
     async with serve_app(settings, app=app) as url:
         output = await _drive(
             url, SimulatorOptions(channel="sms", msisdn=FRIEND), "\nДАР\n", pg_pool

@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from ussd_service.hop import MAX_HOP_ID, MAX_SESSION_ID, MAX_USSD_INPUT, MalformedRequestError
+from ussd_service.keys import MENUS
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 JSON_TYPE = "application/json"
@@ -89,3 +90,8 @@ def hop_id(fields: dict[str, Any], name: str) -> str | None:
 def bad_request(reason: str) -> web.Response:
     """The 400 answer for a malformed gateway request."""
     return web.Response(status=400, text=reason + "\n", content_type="text/plain")
+
+
+def service_code(request: web.Request) -> str:
+    """The USSD code of the live menu (``*111*455#``): dialled shortcuts extend it."""
+    return request.app[MENUS].current.model.entry.ussd.code

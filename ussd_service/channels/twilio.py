@@ -8,13 +8,27 @@ hop. The status callback ends the session.
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from aiohttp import web
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
 from menus.screen import Screen
+from ussd_service.auth import check_twilio_signature
+from ussd_service.channels.dialect import (
+    FORM,
+    STR,
+    Dialect,
+    GatewayRequest,
+    Reading,
+    Route,
+    form_body,
+    gateway_operation,
+)
 from ussd_service.channels.forms import read_form, require, session_id
+from ussd_service.dialogue import Answer
 from ussd_service.hop import Hop, HopKind, MalformedRequestError, normalise_msisdn
 
 PATH = "/ivr/twilio"
@@ -91,8 +105,22 @@ def _speak(target: VoiceResponse | Gather, screen: Screen) -> None:
             target.say(prompt.text)
 
 
-def render(screen: Screen, *, seq: int, handoff_id: int | None = None) -> web.Response:
-    """TwiML for the screen; ``seq`` numbers the next hop."""
+def render(answer: Answer) -> web.Response:
+    """TwiML for the answer's screen; its ``seq`` numbers the next hop."""
+    return web.Response(
+        text=twiml(answer.screen, seq=answer.seq, handoff_id=answer.handoff_id),
+        content_type="text/xml",
+        charset="utf-8",
+    )
+
+
+def render_status(_answer: Answer | None) -> web.Response:
+    """A status callback needs no content."""
+    return web.Response(status=204)
+
+
+def twiml(screen: Screen, *, seq: int, handoff_id: int | None = None) -> str:
+    """TwiML for ``screen``; ``seq`` numbers the next hop."""
     response = VoiceResponse()
     if screen.handoff is not None:
         _speak(response, screen)
@@ -125,4 +153,153 @@ def render(screen: Screen, *, seq: int, handoff_id: int | None = None) -> web.Re
         response.append(gather)
         # Reached only when the caller pressed nothing: a timeout hop.
         response.redirect(f"{action}&timeout=1", method="POST")
-    return web.Response(text=str(response), content_type="text/xml", charset="utf-8")
+    return str(response)
+
+
+def read_twiml(status: int, body: str) -> Reading:
+    """What a TwiML reply says (``<Gather>``, ``<Say>``, ``<Play>``, ``<Dial>``)."""
+    if status != 200:
+        return Reading(status, body.strip(), True, raw=body)
+    # The TwiML comes from the service itself, not from an untrusted party.
+    root = ET.fromstring(body)  # noqa: S314
+    says = tuple((el.text or "").strip() for el in root.iter("Say"))
+    plays = tuple((el.text or "").strip() for el in root.iter("Play"))
+    transfer = None
+    dial = root.find("Dial")
+    if dial is not None:
+        target = dial.find("Number")
+        if target is None:
+            target = dial.find("Sip")
+        transfer = ((target.text if target is not None else dial.text) or "").strip()
+    gather = root.find("Gather")
+    num_digits = timeout = None
+    finish = ""
+    if gather is not None:
+        num_digits = int(gather.get("numDigits", "0")) or None
+        finish = gather.get("finishOnKey", "#")
+        timeout = int(gather.get("timeout", "5"))
+    return Reading(
+        status,
+        "\n".join(says),
+        gather is None,
+        raw=body,
+        prompts=says,
+        audio=plays,
+        transfer=transfer,
+        num_digits=num_digits,
+        finish_on_key=finish,
+        timeout=timeout,
+    )
+
+
+@dataclass
+class Session:
+    """Twilio's side of a call: webhooks to the Gather's action, or its Redirect on silence."""
+
+    msisdn: str
+    session_id: str
+    service: str
+    action: str | None = None
+    redirect: str | None = None
+
+    def _form(self, **extra: str) -> dict[str, str]:
+        return {
+            "CallSid": self.session_id,
+            "From": self.msisdn,
+            "To": self.service,
+            "CallStatus": "in-progress",
+            "Direction": "inbound",
+            **extra,
+        }
+
+    @staticmethod
+    def _post(url: str, form: dict[str, str]) -> GatewayRequest:
+        path, _, query = url.partition("?")
+        params = dict(pair.split("=", 1) for pair in query.split("&") if "=" in pair)
+        return GatewayRequest("POST", path, urlencode(form).encode(), FORM, query=params)
+
+    def begin(self) -> GatewayRequest:
+        """The call is answered."""
+        return self._post(PATH, self._form())
+
+    def answer(self, keys: str) -> GatewayRequest:
+        """Keys the Gather collected, posted to its action."""
+        return self._post(self.action or PATH, self._form(Digits=keys))
+
+    def silence(self) -> GatewayRequest | None:
+        """Nothing pressed: Twilio follows the Redirect after the Gather."""
+        return self._post(self.redirect, self._form()) if self.redirect else None
+
+    def end(self) -> GatewayRequest:
+        """The caller hung up: the status callback says the call is completed."""
+        return self._post(STATUS_PATH, self._form(CallStatus="completed"))
+
+    def read(self, status: int, body: str) -> Reading:
+        """Read the TwiML and keep where Twilio would post next."""
+        reading = read_twiml(status, body)
+        self.action = self.redirect = None
+        if status == 200 and not reading.final:
+            root = ET.fromstring(body)  # noqa: S314 - the service's own TwiML
+            gather, redirect = root.find("Gather"), root.find("Redirect")
+            self.action = gather.get("action") if gather is not None else None
+            self.redirect = (redirect.text or "").strip() if redirect is not None else None
+        return reading
+
+
+_TWILIO_FORM = form_body(
+    {"CallSid": STR, "From": STR, "To": STR, "Digits": STR, "CallStatus": STR},
+    ["CallSid", "From"],
+)
+
+DIALECT = Dialect(
+    name=GATEWAY,
+    channel="ivr",
+    summary="Twilio voice webhooks answered with TwiML",
+    session=Session,
+    routes=(
+        Route(
+            "POST",
+            PATH,
+            "ivr_twilio",
+            parse,
+            render,
+            gateway_operation(
+                "The 0890 voice line: Twilio voice webhook, answered with TwiML.",
+                parameters=[
+                    {
+                        "name": "seq",
+                        "in": "query",
+                        "schema": {"type": "integer"},
+                        "description": "hop counter the previous TwiML put in the action URL",
+                    },
+                    {
+                        "name": "timeout",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["1"]},
+                        "description": "set by the Redirect that follows a Gather: no keys",
+                    },
+                ],
+                request_body=_TWILIO_FORM,
+                responses={
+                    "200": {"description": "TwiML", "content": {"text/xml": {"schema": STR}}}
+                },
+            ),
+            verify=check_twilio_signature,
+        ),
+        Route(
+            "POST",
+            STATUS_PATH,
+            "ivr_twilio_status",
+            parse_status,
+            render_status,
+            gateway_operation(
+                "Twilio call status callback; a finished call ends its session.",
+                request_body=form_body(
+                    {"CallSid": STR, "From": STR, "CallStatus": STR}, ["CallSid", "CallStatus"]
+                ),
+                responses={"204": {"description": "noted"}},
+            ),
+            verify=check_twilio_signature,
+        ),
+    ),
+)

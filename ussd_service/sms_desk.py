@@ -1,6 +1,10 @@
 # Cyrillic command words and their Latin look-alikes are the point of this module.
 # ruff: noqa: RUF001, RUF002, RUF003
-"""SMS commands on 4555: gift, accept, decline, balance, help.
+"""The SMS desk: commands on 4555 (gift, accept, decline, balance, help) answered.
+
+The core beside ``dialogue``, with no HTTP in it: the SMS dialect
+(``channels/sms.py``) parses the gateway's request into an ``InboundSms`` and
+renders the reply text this desk chooses.
 
 A subscriber texts ``DAR <number> <points>`` (or ``GIFT``, ``ДАР``,
 ``ПОДАРОК``) to gift points, the recipient answers ``DAR`` to accept the
@@ -11,7 +15,7 @@ subscriber's language.
 
 Exactly once: the gateway's message ``id`` names the ledger operation
 (``sms:<id>:<command>``), so a redelivered SMS never gifts twice, and the first
-reply for an id is kept in Redis (``sms:reply:...``, a day) so every
+reply for an id is kept in Redis (``redis_keys.SMS_REPLY_PREFIX``, a day) so every
 redelivery, even a concurrent one, gets the very same text. A reply saying
 the service is unavailable is never kept: the gateway's retry tries again.
 """
@@ -25,33 +29,26 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import redis.asyncio as aioredis
 import structlog
-from aiohttp import web
 from redis.exceptions import RedisError
 
 import ledger
-from menus import render_sms
+from menus import MenuRegistry, render_sms
 from menus.engine import Menu
 from menus.errors import UnknownTemplateError
-from ussd_service import notifier
-from ussd_service.auth import check_gateway
-from ussd_service.channels import sms as channel
-from ussd_service.channels.forms import bad_request
-from ussd_service.hop import MalformedRequestError
-from ussd_service.keys import MENUS, PG_POOL, REDIS, SETTINGS
 from ussd_service.operations import UNAVAILABLE_ERRORS
+from ussd_service.redis_keys import SMS_REPLY_PREFIX, SMS_REPLY_TTL_S
 
 log = structlog.get_logger(__name__)
 
 # The answer must reach the gateway well before its HTTP timeout.
 SMS_DEADLINE_S = 5.0
-# Replies kept for redeliveries of the same message id.
-REPLY_KEY_PREFIX = "sms:reply:"
-REPLY_TTL_S = 24 * 3600
 # A frozen Redis must not hold the answer: without the kept reply the ledger's
 # idempotency still prevents a second gift.
 REPLY_CACHE_DEADLINE_S = 0.5
@@ -71,6 +68,19 @@ _LATIN_TO_CYRILLIC = str.maketrans("aceopxykmthb", "асеорхукмтнв")
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 _POINTS = re.compile(r"[0-9]{1,%d}" % MAX_POINTS_DIGITS)  # noqa: UP031 - a regex with braces
 _EDGE_PUNCTUATION = ".,;:!\"'«»()"
+
+
+@dataclass(frozen=True, slots=True)
+class InboundSms:
+    """One SMS from a subscriber: ``msisdn`` in E.164, ``text`` with line breaks as spaces.
+
+    ``message_id`` is the gateway's id, stable across its redeliveries.
+    """
+
+    msisdn: str
+    to: str
+    text: str
+    message_id: str | None
 
 
 class CommandKind(enum.StrEnum):
@@ -176,6 +186,28 @@ REPLY_NAMES = frozenset(
 )
 
 
+def local_variables(data: Mapping[str, Any], timezone: str) -> dict[str, Any]:
+    """Placeholder values with moments (``*_at``) in the programme's time zone.
+
+    Dates shown to subscribers are calendar days where they live, not in UTC
+    (the outbox payload holds ISO strings, ledger values hold datetimes).
+    """
+    zone = ZoneInfo(timezone)
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        moment = value
+        if isinstance(value, str) and key.endswith("_at"):
+            try:
+                moment = datetime.fromisoformat(value)
+            except ValueError:
+                moment = value
+        if isinstance(moment, datetime) and moment.tzinfo is not None:
+            out[key] = moment.astimezone(zone)
+        else:
+            out[key] = value
+    return out
+
+
 def missing_replies(menu: Menu) -> list[str]:
     """Reply names this module needs that ``menu`` lacks (empty when complete)."""
     return sorted(REPLY_NAMES - set(menu.model.sms.replies))
@@ -190,12 +222,12 @@ class Reply:
 
 
 class SmsDesk:
-    """Answers SMS commands against the ledger; built per request from the app's pools."""
+    """Answers SMS commands against the ledger, in the live menu's texts."""
 
     def __init__(
         self,
         pool: asyncpg.Pool,
-        menu: Menu,
+        menus: MenuRegistry,
         *,
         redis: aioredis.Redis | None = None,
         deadline_s: float = SMS_DEADLINE_S,
@@ -203,13 +235,13 @@ class SmsDesk:
         settings: ledger.LedgerSettings = ledger.DEFAULT_SETTINGS,
     ) -> None:
         self.pool = pool
-        self.menu = menu
+        self.menus = menus
         self.redis = redis
         self.deadline_s = deadline_s
         self.clock = clock
         self.settings = settings
 
-    async def answer(self, sms: channel.InboundSms) -> str:
+    async def answer(self, sms: InboundSms) -> str:
         """The reply text for ``sms``; the same text for every delivery of one message id."""
         command = parse_command(sms.text)
         cache_key = reply_key(sms.msisdn, sms.message_id) if sms.message_id else None
@@ -233,7 +265,7 @@ class SmsDesk:
 
     # -- one ledger call per command -----------------------------------------------
 
-    async def _run(self, command: Command, sms: channel.InboundSms) -> Reply:
+    async def _run(self, command: Command, sms: InboundSms) -> Reply:
         subscriber = await ledger.get_subscriber(self.pool, sms.msisdn, settings=self.settings)
         language = subscriber.language if subscriber else self.settings.default_language
         key = self._key(sms, command)
@@ -266,20 +298,21 @@ class SmsDesk:
             # idempotency_conflict: the gateway reused a message id for another text.
             log.warning("sms_unexpected_code", command=command.kind.value, code=outcome.code.value)
             name = UNAVAILABLE
-        variables = notifier.local_variables(outcome.data, self.settings.timezone)
+        variables = local_variables(outcome.data, self.settings.timezone)
         return Reply(name, self._render(name, language, variables))
 
-    def _key(self, sms: channel.InboundSms, command: Command) -> str:
+    def _key(self, sms: InboundSms, command: Command) -> str:
         # Without a gateway id there is nothing to recognise a redelivery by.
         message_id = sms.message_id or f"anon-{uuid.uuid4().hex}"
         return f"{LEDGER_KEY_PREFIX}{message_id}:{command.kind.value}"
 
     def _render(self, name: str, language: str, variables: Mapping[str, Any]) -> str:
+        menu = self.menus.current
         try:
-            return render_sms(self.menu, name, language, variables)
+            return render_sms(menu, name, language, variables)
         except UnknownTemplateError:
             log.exception("sms_reply_missing", reply=name)
-            return render_sms(self.menu, HELP, language, {})
+            return render_sms(menu, HELP, language, {})
 
     # -- the reply kept per message id --------------------------------------------
 
@@ -300,7 +333,7 @@ class SmsDesk:
             return text
         try:
             async with asyncio.timeout(REPLY_CACHE_DEADLINE_S):
-                if await self.redis.set(key, text, nx=True, ex=REPLY_TTL_S):
+                if await self.redis.set(key, text, nx=True, ex=SMS_REPLY_TTL_S):
                     return text
                 kept = await self.redis.get(key)
         except (RedisError, OSError) as exc:
@@ -314,158 +347,4 @@ class SmsDesk:
 def reply_key(msisdn: str, message_id: str) -> str:
     """Redis key of the reply to one message (hashed: no phone number in key names)."""
     digest = hashlib.sha256(f"{msisdn}\x00{message_id}".encode()).hexdigest()[:32]
-    return REPLY_KEY_PREFIX + digest
-
-
-# -- HTTP -------------------------------------------------------------------------
-
-
-def desk(app: web.Application) -> SmsDesk:
-    """The desk over the application's pools and live menu."""
-    return SmsDesk(
-        app[PG_POOL],
-        app[MENUS].current,
-        redis=app[REDIS],
-        settings=app[SETTINGS].ledger_settings(),
-    )
-
-
-async def sms_inbound(request: web.Request) -> web.StreamResponse:
-    """An SMS to 4555: the response body is the answer SMS."""
-    check_gateway(request)
-    try:
-        sms = await channel.parse(request)
-    except MalformedRequestError as exc:
-        return bad_request(str(exc))
-    return channel.render(await desk(request.app).answer(sms))
-
-
-def add_routes(app: web.Application) -> None:
-    """Register ``POST /sms/inbound`` and ``GET /v1/outbox``."""
-    app.router.add_post(channel.PATH, sms_inbound, name="sms_inbound")
-    app.router.add_get(notifier.OUTBOX_PATH, notifier.list_outbox, name="outbox")
-
-
-_STR = {"type": "string"}
-_TEXT_400 = {
-    "description": "malformed request; the body says why in one line",
-    "content": {"text/plain": {"schema": _STR}},
-}
-_AUTH_ERRORS = {
-    "401": {"description": "missing or wrong credentials"},
-    "403": {"description": "no credentials configured and the client is not on loopback"},
-}
-_OUTBOX_ITEM = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "integer"},
-        "event": {"type": "string", "enum": list(ledger.outbox.EVENTS)},
-        "msisdn": {"type": "string", "description": "E.164"},
-        "payload": {"type": "object"},
-        "status": {"type": "string", "enum": list(notifier.OUTBOX_STATUSES)},
-        "attempts": {"type": "integer"},
-        "next_attempt_at": {"type": "string", "format": "date-time"},
-        "last_error": {"type": ["string", "null"], "description": "why the last try failed"},
-        "created_at": {"type": "string", "format": "date-time"},
-        "sent_at": {"type": ["string", "null"], "format": "date-time"},
-        "delivery": {
-            "type": ["object", "null"],
-            "description": "how a sent message went out: via the SMS gateway, or logged "
-            "(no gateway configured); null when unknown (record expired or not sent)",
-            "properties": {
-                "via": {"type": "string", "enum": ["gateway", "log"]},
-                "text": _STR,
-                "at": {"type": "string", "format": "date-time"},
-            },
-        },
-    },
-}
-
-# Paths for ``openapi.PATHS`` (same style).
-OPENAPI_PATHS: dict[str, dict[str, Any]] = {
-    channel.PATH: {
-        "post": {
-            "summary": "An SMS to 4555, as an SMS gateway's HTTP service delivers it.",
-            "description": "Commands (any case, Latin or Cyrillic): `DAR|GIFT|ДАР|ПОДАРОК "
-            "<number> <points>` gifts points; `DAR` alone accepts the oldest pending gift; "
-            "`NET|NO|НЕТ` declines it; `BALANCE|БАЛАНС`; anything else gets the help text. "
-            "The same `id` (the gateway's message id) is answered once: a redelivery gets "
-            "the same reply and moves no points again.",
-            "tags": ["gateways"],
-            "security": [{"gatewayToken": []}, {"gatewayBasic": []}],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/x-www-form-urlencoded": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {
-                                "from": {"type": "string", "description": "the sender's number"},
-                                "to": {"type": "string", "description": "the short number"},
-                                "text": {"type": "string", "maxLength": channel.MAX_SMS_TEXT},
-                                "id": {
-                                    "type": "string",
-                                    "maxLength": channel.MAX_MESSAGE_ID,
-                                    "description": "gateway message id, stable across "
-                                    "redeliveries: exactly-once answers",
-                                },
-                            },
-                            "required": ["from", "to", "text"],
-                        }
-                    }
-                },
-            },
-            "responses": {
-                "200": {
-                    "description": "the answer SMS",
-                    "content": {"text/plain": {"schema": _STR}},
-                },
-                "400": _TEXT_400,
-                "413": {"description": "body too large"},
-                **_AUTH_ERRORS,
-            },
-        }
-    },
-    notifier.OUTBOX_PATH: {
-        "get": {
-            "summary": "Notifications of the outbox (SMS to subscribers), oldest first.",
-            "description": "`status=failed` lists messages parked after repeated failures, "
-            "with the reason in `last_error`.",
-            "tags": ["operators"],
-            "security": [{"bearer": []}],
-            "parameters": [
-                {
-                    "name": "status",
-                    "in": "query",
-                    "schema": {"type": "string", "enum": list(notifier.OUTBOX_STATUSES)},
-                },
-                {
-                    "name": "limit",
-                    "in": "query",
-                    "schema": {
-                        "type": "integer",
-                        "minimum": 1,
-                        "maximum": notifier.MAX_OUTBOX_LIMIT,
-                        "default": notifier.DEFAULT_OUTBOX_LIMIT,
-                    },
-                },
-            ],
-            "responses": {
-                "200": {
-                    "description": "messages",
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {"items": {"type": "array", "items": _OUTBOX_ITEM}},
-                            }
-                        }
-                    },
-                },
-                "400": {"description": "unknown status or bad limit"},
-                "503": {"description": "the ledger database is unreachable"},
-                **_AUTH_ERRORS,
-            },
-        }
-    },
-}
+    return SMS_REPLY_PREFIX + digest
