@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
@@ -215,7 +215,7 @@ class Session:
     @staticmethod
     def _post(url: str, form: dict[str, str]) -> GatewayRequest:
         path, _, query = url.partition("?")
-        params = dict(pair.split("=", 1) for pair in query.split("&") if "=" in pair)
+        params = dict(parse_qsl(query))
         return GatewayRequest("POST", path, urlencode(form).encode(), FORM, query=params)
 
     def begin(self) -> GatewayRequest:
