@@ -23,9 +23,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from ledger.migrations import migrate
 from ussd_service.app import create_app
+from ussd_service.backends import SCHEMA_PACKAGES
 from ussd_service.config import Settings
 from ussd_service.embedded import EmbeddedServers
-from ussd_service.runtime import SCHEMA_PACKAGES
 
 TEMPLATE_DB = "ussd_test_template"
 MENU_FILE = Path(__file__).resolve().parents[1] / "menu_definitions.yaml"

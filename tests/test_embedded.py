@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from ledger.migrations import available_migrations, migrate
+from ussd_service.backends import SCHEMA_PACKAGES
 from ussd_service.embedded import EmbeddedServers
-from ussd_service.runtime import SCHEMA_PACKAGES
 
 
 @pytest.fixture

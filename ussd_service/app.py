@@ -8,8 +8,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import asyncpg
-import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -19,6 +17,7 @@ from menus import MenuError, MenuRegistry
 from session_store import RedisSessionStore
 from session_store.dropoff import DropoffBuffer, RedisDropoffCounters
 from ussd_service import api, gateways, handoffs, health, notifier, openapi
+from ussd_service.backends import open_pg_pool, open_redis
 from ussd_service.config import Settings
 from ussd_service.dialogue import DIALOGUE_TEXTS, Dialogue
 from ussd_service.keys import (
@@ -42,8 +41,6 @@ log = structlog.get_logger(__name__)
 MAX_BODY_BYTES = 16 * 1024
 PG_POOL_MAX = 20
 POOL_CLOSE_TIMEOUT_S = 10.0
-REDIS_MAX_CONNECTIONS = 128
-REDIS_POOL_WAIT_S = 2.0
 # A request id from the caller is kept only when it looks like one.
 MAX_REQUEST_ID_LEN = 64
 
@@ -89,16 +86,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.redis_url, "resolve the Redis URL before creating the app"
-    # Blocking: at a burst, a hop waits briefly for a connection rather than
-    # failing (a USSD hop can use two at once: its save and its resume pointer).
-    pool = aioredis.BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=REDIS_MAX_CONNECTIONS,
-        timeout=REDIS_POOL_WAIT_S,
-        health_check_interval=30,
-    )
-    # from_pool: the client owns the pool, so aclose() closes its connections too.
-    client = aioredis.Redis.from_pool(pool)
+    client = open_redis(settings.redis_url)
     app[REDIS] = client
     yield
     await client.aclose()
@@ -108,7 +96,7 @@ async def _postgres_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.database_url, "resolve the database URL before creating the app"
     # min_size=0: the service starts (and reports "not ready") while PostgreSQL is down.
-    pool = await asyncpg.create_pool(settings.database_url, min_size=0, max_size=PG_POOL_MAX)
+    pool = await open_pg_pool(settings.database_url, max_size=PG_POOL_MAX)
     app[PG_POOL] = pool
     yield
     try:

@@ -19,13 +19,13 @@ import ledger
 from menus import MenuError, MenuRegistry, json_schema, validate_file
 from ussd_service import notifier
 from ussd_service.app import create_app
+from ussd_service.backends import apply_migrations, backing_servers, open_pg_pool
 from ussd_service.config import ConfigError, Settings, load_settings
 from ussd_service.conversations import test_conversations
 from ussd_service.dialogue import DIALOGUE_TEXTS
 from ussd_service.graph import graph
 from ussd_service.logs import configure_logging
 from ussd_service.report import report
-from ussd_service.runtime import apply_migrations, backing_servers
 from ussd_service.simulator import simulate
 from ussd_service.workers import run_workers
 
@@ -125,7 +125,7 @@ def migrate(data_dir: Path | None) -> None:
 
 async def _with_pool(settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
     assert settings.database_url
-    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
+    pool = await open_pg_pool(settings.database_url, max_size=4)
     try:
         return await work(pool)
     finally:

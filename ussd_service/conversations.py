@@ -61,11 +61,11 @@ from ruamel.yaml.error import YAMLError
 import ledger
 from ledger.migrations import migrate
 from menus import MenuError, MenuRegistry
+from ussd_service.backends import SCHEMA_PACKAGES
 from ussd_service.config import Settings
 from ussd_service.dialogue import DIALOGUE_TEXTS
 from ussd_service.embedded import EmbeddedServers
 from ussd_service.hop import normalise_msisdn
-from ussd_service.runtime import SCHEMA_PACKAGES
 from ussd_service.simulator import (
     DEFAULT_IVR_NUMBER,
     DEFAULT_USSD_CODE,

@@ -44,6 +44,7 @@ from menus import MenuRegistry, render_sms
 from menus.errors import UnknownTemplateError
 from menus.gsm import is_gsm7
 from menus.text import TemplateError
+from ussd_service.backends import connected
 from ussd_service.config import Settings
 from ussd_service.deliveries import keep_delivery
 from ussd_service.dialogue import DIALOGUE_TEXTS
@@ -354,30 +355,25 @@ async def notifier_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def run_worker(settings: Settings, *, once: bool = False) -> DeliveryReport | None:
     """The worker with pools of its own (``ussd-service worker``); until SIGINT/SIGTERM."""
-    assert settings.redis_url, "resolve the Redis URL first"
-    assert settings.database_url, "resolve the database URL first"
     registry = MenuRegistry.from_file(settings.menu_file, DIALOGUE_TEXTS)
-    pool = await asyncpg.create_pool(settings.database_url, min_size=0, max_size=PG_POOL_MAX)
-    redis = aioredis.Redis.from_url(settings.redis_url)
-    try:
-        async with transport_for(settings) as transport:
-            notifier = Notifier(
-                pool,
-                registry,
-                transport,
-                redis=redis,
-                batch=settings.notifier_batch,
-                settings=settings.ledger_settings(),
-            )
-            if once:
-                return await notifier.run_once()
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, stop.set)
-            log.info("worker_started", via=transport.via)
-            await notifier.run(settings.notifier_interval, stop)
-            return None
-    finally:
-        await redis.aclose()
-        await pool.close()
+    async with (
+        connected(settings, pg_max_size=PG_POOL_MAX) as backends,
+        transport_for(settings) as transport,
+    ):
+        notifier = Notifier(
+            backends.pool,
+            registry,
+            transport,
+            redis=backends.redis,
+            batch=settings.notifier_batch,
+            settings=settings.ledger_settings(),
+        )
+        if once:
+            return await notifier.run_once()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        log.info("worker_started", via=transport.via)
+        await notifier.run(settings.notifier_interval, stop)
+        return None

@@ -26,9 +26,9 @@ from prometheus_client.registry import Collector
 
 from session_store import StoreUnavailableError
 from session_store.dropoff import NodeCounts, NodeKey, RedisDropoffCounters
+from ussd_service.backends import backing_servers
 from ussd_service.config import ConfigError, load_settings
 from ussd_service.keys import METRICS, REDIS
-from ussd_service.runtime import backing_servers
 
 log = structlog.get_logger(__name__)
 

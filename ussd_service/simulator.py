@@ -38,11 +38,11 @@ import ledger
 from menus import MenuRegistry
 from menus.gsm import measure
 from ussd_service.app import create_app
+from ussd_service.backends import apply_migrations, backing_servers
 from ussd_service.config import ConfigError, Settings, load_settings
 from ussd_service.dialogue import DIALOGUE_TEXTS
 from ussd_service.hop import normalise_msisdn
 from ussd_service.logs import configure_logging
-from ussd_service.runtime import apply_migrations, backing_servers
 
 # Names for every limit and default (CONVENTIONS.md 9).
 SCREEN_WIDTH = 30

@@ -1,0 +1,118 @@
+"""The composition root of every command: where Redis and PostgreSQL come from.
+
+``backing_servers`` resolves the URLs (starting embedded servers for the
+missing ones); ``open_redis`` and ``open_pg_pool`` are the one place clients
+and pools are made, for the app, the worker, the command line and the
+designer tools alike; ``connected`` opens both for a command that needs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import asyncpg
+import redis.asyncio as aioredis
+import structlog
+
+from ledger.migrations import migrate
+from ussd_service.config import Settings
+from ussd_service.embedded import EmbeddedServers
+
+log = structlog.get_logger(__name__)
+
+# Packages whose ``migrations/`` folders make up the database schema, in order.
+SCHEMA_PACKAGES = ("ledger", "ussd_service")
+
+
+@contextlib.contextmanager
+def backing_servers(settings: Settings) -> Iterator[Settings]:
+    """Yield settings with both URLs set, starting embedded servers for missing ones.
+
+    Servers this call started are stopped on exit; servers it joined (another
+    process started them in the same data directory) keep running.
+    """
+    if not settings.embedded:
+        yield settings
+        return
+    embedded = EmbeddedServers(
+        settings.data_dir, redis=not settings.redis_url, postgres=not settings.database_url
+    )
+    urls = embedded.start()
+    log.info(
+        "embedded_servers",
+        data_dir=str(embedded.data_dir),
+        started=embedded.started_any,
+        pids=embedded.pids,
+    )
+    try:
+        yield settings.model_copy(
+            update={
+                "redis_url": settings.redis_url or urls.redis_url,
+                "database_url": settings.database_url or urls.database_url,
+            }
+        )
+    finally:
+        started = embedded.pids
+        embedded.stop()
+        if started:
+            log.info("embedded_servers_stopped", pids=started)
+
+
+async def apply_migrations(database_url: str) -> list[str]:
+    """Apply pending ledger migrations; return the names applied now."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await migrate(conn, SCHEMA_PACKAGES)
+    finally:
+        await conn.close()
+
+
+# At a burst a hop waits briefly for a connection rather than failing (a USSD
+# hop can use two at once: its save and its resume pointer).
+REDIS_MAX_CONNECTIONS = 128
+REDIS_POOL_WAIT_S = 2.0
+REDIS_HEALTH_CHECK_S = 30
+
+
+def open_redis(url: str, *, max_connections: int = REDIS_MAX_CONNECTIONS) -> aioredis.Redis:
+    """A Redis client over a blocking pool; ``aclose()`` closes its connections too."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=REDIS_POOL_WAIT_S,
+        health_check_interval=REDIS_HEALTH_CHECK_S,
+    )
+    return aioredis.Redis.from_pool(pool)
+
+
+async def open_pg_pool(url: str, *, max_size: int, min_size: int = 0) -> asyncpg.Pool:
+    """An asyncpg pool; ``min_size=0`` lets a command start while PostgreSQL is down."""
+    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+    assert pool is not None
+    return pool
+
+
+@dataclass(frozen=True)
+class Backends:
+    """The open Redis client and PostgreSQL pool of a command."""
+
+    redis: aioredis.Redis
+    pool: asyncpg.Pool
+
+
+@contextlib.asynccontextmanager
+async def connected(
+    settings: Settings, *, pg_max_size: int = 4, redis_max_connections: int = 8
+) -> AsyncIterator[Backends]:
+    """Both backends of ``settings`` (URLs resolved), closed on exit."""
+    assert settings.redis_url, "resolve the Redis URL first (backing_servers)"
+    assert settings.database_url, "resolve the database URL first (backing_servers)"
+    pool = await open_pg_pool(settings.database_url, max_size=pg_max_size)
+    redis = open_redis(settings.redis_url, max_connections=redis_max_connections)
+    try:
+        yield Backends(redis, pool)
+    finally:
+        await redis.aclose()
+        await pool.close()
