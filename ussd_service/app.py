@@ -30,8 +30,9 @@ from ussd_service.keys import (
     SETTINGS,
     SMS_DESK,
 )
+from ussd_service.menu_operations import CatalogCache
 from ussd_service.metrics import Metrics
-from ussd_service.operations import CatalogCache, LedgerOperations
+from ussd_service.operations import LedgerOperations
 from ussd_service.report import dropoff_metrics_ctx
 from ussd_service.sms_desk import SmsDesk
 
