@@ -20,6 +20,7 @@ from ussd_service import api, gateways, handoffs, health, notifier, openapi
 from ussd_service.backends import open_pg_pool, open_redis
 from ussd_service.config import Settings
 from ussd_service.dialogue import DIALOGUE_TEXTS, Dialogue
+from ussd_service.dropoff_metrics import dropoff_metrics_ctx
 from ussd_service.keys import (
     DIALOGUE,
     DROPOFF,
@@ -33,7 +34,6 @@ from ussd_service.keys import (
 from ussd_service.menu_operations import CatalogCache
 from ussd_service.metrics import Metrics
 from ussd_service.operations import LedgerOperations
-from ussd_service.report import dropoff_metrics_ctx
 from ussd_service.sms_desk import SmsDesk
 
 log = structlog.get_logger(__name__)

@@ -19,7 +19,8 @@ from session_store.dropoff import (
     RedisDropoffCounters,
 )
 from ussd_service.config import Settings
-from ussd_service.report import DropoffCollector, format_table, read_report, rows
+from ussd_service.dropoff_metrics import DropoffCollector
+from ussd_service.report import format_table, read_report, rows
 from ussd_service.simulator import Gateway, UssdPhone, serve_app
 
 ROOT = Path(__file__).resolve().parents[2]
