@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,9 +24,7 @@ from ussd_service.backends import apply_migrations, backing_servers, open_pg_poo
 from ussd_service.config import ConfigError, Settings, load_settings
 from ussd_service.conversations import test_conversations
 from ussd_service.dialogue import DIALOGUE_TEXTS
-from ussd_service.graph import graph
 from ussd_service.logs import configure_logging
-from ussd_service.report import report
 from ussd_service.simulator import simulate
 from ussd_service.workers import run_workers
 
@@ -259,10 +258,26 @@ def worker(data_dir: Path | None, menu_file: Path | None, *, once: bool) -> None
         )
 
 
-for _command in (
-    simulate,
-    test_conversations,
-    graph,
-    report,
-):
+# Tool commands (the designers' simulate, test-conversations, graph, report)
+# live outside the service: their package registers them in this entry-point
+# group, so the service's command line finds them without a static import.
+TOOL_COMMANDS_GROUP = "ussd_service.commands"
+
+for _command in (simulate, test_conversations):
     main.add_command(_command)
+
+
+def _add_tool_commands(group: click.Group) -> None:
+    for entry in entry_points(group=TOOL_COMMANDS_GROUP):
+        try:
+            command = entry.load()
+        except (ImportError, AttributeError) as exc:
+            # A stale or missing tool must not take the service's own commands down.
+            click.echo(f"ussd-service: tool command {entry.name!r} unavailable: {exc}", err=True)
+            continue
+        if not isinstance(command, click.Command):
+            raise TypeError(f"entry point {entry.name} = {entry.value} is not a click command")
+        group.add_command(command, name=entry.name)
+
+
+_add_tool_commands(main)

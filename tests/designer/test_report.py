@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 from prometheus_client import CollectorRegistry, generate_latest
 
+from designer.report import format_table, read_report, rows
 from session_store.dropoff import (
     DropoffEvent,
     DropoffKind,
@@ -20,7 +21,6 @@ from session_store.dropoff import (
 )
 from ussd_service.config import Settings
 from ussd_service.dropoff_metrics import DropoffCollector
-from ussd_service.report import format_table, read_report, rows
 from ussd_service.simulator import Gateway, UssdPhone, serve_app
 
 ROOT = Path(__file__).resolve().parents[2]

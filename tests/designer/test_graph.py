@@ -9,8 +9,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from menus import load_menu
-from ussd_service.graph import (
+from designer.graph import (
     DOT_SHAPES,
     EXIT_NO_DOT,
     MERMAID_SHAPES,
@@ -19,6 +18,7 @@ from ussd_service.graph import (
     to_dot,
     to_mermaid,
 )
+from menus import load_menu
 
 MENU = Path(__file__).resolve().parents[2] / "menu_definitions.yaml"
 _ID = r"[A-Za-z_][A-Za-z0-9_]*"
