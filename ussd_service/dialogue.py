@@ -463,7 +463,8 @@ class Dialogue:
             self.metrics.handoffs.labels(screen.handoff.reason).inc()
             handoff_id = await self.handoffs(
                 HandoffNeeded(
-                    key=f"{payload.origin}:{payload.steps}",
+                    # One handoff per session and reason, whatever the gateway repeats.
+                    key=f"{payload.origin}:{screen.handoff.reason}",
                     hop=hop,
                     language=result.state.language,
                     reason=screen.handoff.reason,
