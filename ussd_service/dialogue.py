@@ -13,11 +13,10 @@ winner's reply if it answered the same hop, else it steps again.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 
 import structlog
 
@@ -39,6 +38,7 @@ from session_store.dropoff import DropoffBuffer, DropoffEvent, DropoffKind
 from ussd_service.hop import Hop, HopKind
 from ussd_service.metrics import Metrics
 from ussd_service.replies import dump_screen, load_screen
+from ussd_service.session_payload import SessionPayload, resume_point
 
 log = structlog.get_logger(__name__)
 
@@ -135,56 +135,6 @@ def dropoff_events(
     return tuple(events)
 
 
-@dataclass
-class _Payload:
-    """What the dialogue keeps in the record's opaque ``state``."""
-
-    state: dict[str, Any] | None
-    origin: str
-    steps: int = 0
-    trail: list[str] | None = None
-    resume: dict[str, Any] | None = None
-    # [hop id, unix ms] while a hop that moves points is in flight (see _claim).
-    busy: list[Any] | None = None
-
-    def dump(self) -> str:
-        data: dict[str, Any] = {"o": self.origin, "k": self.steps}
-        if self.busy is not None:
-            data["bz"] = self.busy
-        if self.state is not None:
-            data["s"] = self.state
-        if self.trail:
-            data["tr"] = self.trail
-        if self.resume is not None:
-            data["rs"] = self.resume
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-
-    @classmethod
-    def load(cls, raw: str) -> _Payload:
-        data = json.loads(raw)
-        return cls(
-            state=data.get("s"),
-            origin=data["o"],
-            steps=data.get("k", 0),
-            trail=data.get("tr"),
-            resume=data.get("rs"),
-            busy=data.get("bz"),
-        )
-
-
-def _resume_point(hop: Hop, record: SessionRecord) -> ResumePoint:
-    """Where ``record``'s subscriber is, for a redial to continue from."""
-    return ResumePoint(
-        channel=hop.channel,
-        msisdn=hop.msisdn,
-        gateway=hop.gateway,
-        session_id=hop.session_id,
-        menu_version=record.menu_version,
-        node=record.node,
-        state=record.state,
-    )
-
-
 def _origin(ref: SessionRef) -> str:
     return f"{ref.channel}:{ref.gateway}:{ref.session_id}"
 
@@ -251,7 +201,7 @@ class Dialogue:
         while conflicts < MAX_CAS_ATTEMPTS:
             record = await self.store.load(ref)
             # The record's payload, parsed once per attempt.
-            payload = _Payload.load(record.state) if record is not None else None
+            payload = SessionPayload.load(record.state) if record is not None else None
             if payload is not None and self._busy(payload, hop.channel):
                 # A hop that moves points is in flight: its outcome decides
                 # what this one sees (the caller's own retry replays it).
@@ -287,7 +237,7 @@ class Dialogue:
             self.metrics.cas_conflicts.labels(hop.channel).inc()
         return self._system_answer("service_unavailable", hop, outcome="conflict")
 
-    def _busy(self, payload: _Payload, channel: str) -> bool:
+    def _busy(self, payload: SessionPayload, channel: str) -> bool:
         """True while another attempt holds the session's claim (and is not stale)."""
         busy = payload.busy
         if busy is None:
@@ -307,7 +257,7 @@ class Dialogue:
             # Nothing worth resuming: the session ended, or is back at the start.
             pointer = self.store.forget(hop.channel, hop.msisdn)
         else:
-            pointer = self.store.remember_dropped(_resume_point(hop, record))
+            pointer = self.store.remember_dropped(resume_point(hop, record))
         result, _ = await asyncio.gather(self.store.save(record, expected), pointer)
         return result
 
@@ -334,7 +284,7 @@ class Dialogue:
                 return self._offer_resume(hop, ref, menu, point)
         ops = self.operations(hop.msisdn, f"{origin}:0")
         result = await menu.start(cast(Channel, hop.channel), ops, shortcut=hop.shortcut)
-        payload = _Payload(state=None, origin=origin, steps=1, trail=[])
+        payload = SessionPayload(state=None, origin=origin, steps=1, trail=[])
         return await self._finish(
             hop, ref, menu=menu, result=result, payload=payload, node_before=""
         )
@@ -342,14 +292,14 @@ class Dialogue:
     def _offer_resume(
         self, hop: Hop, ref: SessionRef, menu: Menu, point: ResumePoint
     ) -> tuple[Answer, SessionRecord]:
-        dropped = _Payload.load(point.state)
+        dropped = SessionPayload.load(point.state)
         assert dropped.state is not None
         language = str(dropped.state.get("l", menu.model.default_language))
         text = menu.texts["resume_offer"].render(language, {})
         screen = Screen(node=RESUME_NODE, text=text, final=False)
         # Keeping the dropped session's origin and step count keeps its
         # idempotency keys: an operation it already ran cannot run again.
-        payload = _Payload(
+        payload = SessionPayload(
             state=None,
             origin=dropped.origin,
             steps=dropped.steps,
@@ -367,7 +317,7 @@ class Dialogue:
         return Answer(screen, 0, outcome="resume_offered"), record
 
     async def _step(
-        self, hop: Hop, record: SessionRecord, payload: _Payload
+        self, hop: Hop, record: SessionRecord, payload: SessionPayload
     ) -> tuple[Answer, SessionRecord, int]:
         """Step the session; the new record and the version its save must expect."""
         text: str | None = hop.input
@@ -406,7 +356,7 @@ class Dialogue:
         return answer, new, claim.version
 
     async def _answer_resume(
-        self, hop: Hop, record: SessionRecord, payload: _Payload, text: str | None
+        self, hop: Hop, record: SessionRecord, payload: SessionPayload, text: str | None
     ) -> tuple[Answer, SessionRecord]:
         assert payload.resume is not None
         menu = self._version(str(payload.resume["v"]))
@@ -432,7 +382,7 @@ class Dialogue:
         origin = _origin(record.ref)
         ops = self.operations(hop.msisdn, f"{origin}:0")
         result = await menu.start(cast(Channel, hop.channel), ops)
-        fresh = _Payload(state=None, origin=origin, steps=1, trail=[])
+        fresh = SessionPayload(state=None, origin=origin, steps=1, trail=[])
         return await self._finish(
             hop,
             record.ref,
@@ -450,7 +400,7 @@ class Dialogue:
         *,
         menu: Menu,
         result: StepResult,
-        payload: _Payload,
+        payload: SessionPayload,
         node_before: str,
         base: SessionRecord | None = None,
     ) -> tuple[Answer, SessionRecord]:
@@ -507,7 +457,7 @@ class Dialogue:
     # ------------------------------------------------------------- endings
 
     async def _abort(
-        self, hop: Hop, record: SessionRecord | None, payload: _Payload | None
+        self, hop: Hop, record: SessionRecord | None, payload: SessionPayload | None
     ) -> Answer:
         """The gateway ended the session: remember where, so a redial can resume."""
         if record is None or payload is None:
@@ -515,7 +465,7 @@ class Dialogue:
         screen, _ = load_screen(record.last_reply) if record.last_reply else (None, None)
         unfinished = screen is not None and not screen.final and payload.resume is None
         if hop.channel == "ussd" and unfinished:
-            await self.store.remember_dropped(_resume_point(hop, record))
+            await self.store.remember_dropped(resume_point(hop, record))
         await self.store.delete(record.ref)
         if unfinished:
             self._count((DropoffEvent(record.menu_version, record.node, DropoffKind.ABANDON),))
@@ -555,7 +505,7 @@ class _Claim:
     """
 
     def __init__(
-        self, store: SessionStore, hop: Hop, record: SessionRecord, payload: _Payload
+        self, store: SessionStore, hop: Hop, record: SessionRecord, payload: SessionPayload
     ) -> None:
         self.store = store
         self.hop = hop
