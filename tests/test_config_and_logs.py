@@ -54,6 +54,27 @@ def test_short_secrets_are_refused_without_echoing_them() -> None:
 
 
 @pytest.mark.parametrize(
+    ("env", "secret"),
+    [
+        ({"DATABASE_URL": "mysql://ussd:hunter2-pg@db.internal/ussd"}, "hunter2-pg"),
+        ({"DATABASE_URL": "postgresql//ussd:hunter2-pg@db.internal/ussd"}, "hunter2-pg"),
+        ({"REDIS_URL": "http://:hunter2-redis@cache:6379/0"}, "hunter2-redis"),
+        ({"REDIS_URL": "tcp://cache/0?password=hunter2-redis"}, "hunter2-redis"),
+        ({"REDIS_URL": "unix//u:hunter2-redis@[::1"}, "hunter2-redis"),
+        ({"USSD_SMS_GATEWAY_URL": "ftp://kannel:hunter2-sms@gw/send"}, "hunter2-sms"),
+    ],
+)
+def test_a_bad_url_is_never_echoed_with_its_password(env: dict[str, str], secret: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    message = str(info.value)
+    (variable,) = env
+    assert variable in message
+    assert secret not in message
+    assert "***" in message
+
+
+@pytest.mark.parametrize(
     ("raw", "masked"),
     [
         ("+79161234567", "+7916*****67"),

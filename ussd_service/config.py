@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +48,11 @@ _HTTP_SCHEMES = frozenset({"http", "https"})
 # or another worker could claim the message while it is still in flight.
 MAX_SMS_GATEWAY_TIMEOUT_S = 30.0
 MAX_NOTIFIER_BATCH = 1000
+# Settings whose value is a URL: echoed in errors only with credentials masked.
+_URL_FIELDS = frozenset({"redis_url", "database_url", "public_url", "sms_gateway_url"})
+_SECRET_FIELD_WORDS = ("secret", "token", "password")
+# Query parameters that carry credentials (redis-py and libpq accept ``?password=``).
+_SECRET_QUERY = re.compile(r"(?i)\b((?:pass(?:word)?|secret|token|key)=)[^&#]*")
 
 
 class ConfigError(ValueError):
@@ -137,10 +143,33 @@ def _check_scheme(value: str | None, schemes: frozenset[str]) -> str | None:
     return value
 
 
+def mask_url(url: str) -> str:
+    """``url`` with its userinfo and secret query parameters replaced by ``***``.
+
+    Works on malformed URLs too (no parsing that could fail): everything before
+    the last ``@``, past the scheme, is taken for userinfo.
+    """
+    head, at, rest = url.rpartition("@")
+    if at:
+        scheme, slashes, _ = head.partition("//")
+        url = f"{scheme}{slashes}***@{rest}" if slashes else f"***@{rest}"
+    return _SECRET_QUERY.sub(r"\1***", url)
+
+
+def _shown(field: str, value: Any) -> str:
+    """How a refused value appears in the error: never a secret."""
+    if any(word in field for word in _SECRET_FIELD_WORDS):
+        return ""
+    if field in _URL_FIELDS and isinstance(value, str):
+        return f" (got {mask_url(value)!r})"
+    return f" (got {value!r})"
+
+
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Settings from ``env`` (default: ``os.environ``), then non-None ``overrides``.
 
-    Empty variables count as unset. Raises ``ConfigError`` naming the bad setting.
+    Empty variables count as unset. Raises ``ConfigError`` naming the bad setting
+    (its value is shown, secrets never and URLs with credentials masked).
     """
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
@@ -157,7 +186,5 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "?"
             name = ENV_VARS.get(field, field)
-            hidden = ("secret", "token", "password")
-            shown = "" if any(w in field for w in hidden) else f" (got {error['input']!r})"
-            problems.append(f"{name}: {error['msg']}{shown}")
+            problems.append(f"{name}: {error['msg']}{_shown(field, error['input'])}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
