@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from menus.model import LocalText, Text
+from menus.fields import LocalText, Text
 from menus.text import Segment, parse_template, placeholders, render
 
 # Texts every menu file defines in `texts`: the engine's own words.

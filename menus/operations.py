@@ -1,13 +1,18 @@
 """The operations port: what menus may ask the backend to do.
 
-``menus`` never imports the ledger. An ``action`` or ``list`` node names one of
-the operations below; the engine calls it through an ``Operations`` object that
-``ussd_service`` binds to the ledger for one hop (with the subscriber's number
-and an idempotency key derived from the session and hop). The result code is
-what a node branches on; ``data`` fills placeholders.
+``menus`` never imports the ledger and never runs an operation itself. An
+``action`` or ``list`` node names an operation; the engine pauses the hop with
+a ``PendingOperation`` (see ``menus.turn``), the caller runs it (the service
+binds it to the ledger, with the subscriber's number and an idempotency key
+derived from the session and hop) and resumes the hop with the
+``OperationResult``. The result code is what a node branches on; ``data``
+fills placeholders.
 
-The table is the contract: the validator rejects unknown operation names,
-unknown arguments and branches on result codes an operation cannot return.
+An operation table (name -> ``OperationSpec``) is the contract: the validator
+rejects unknown operation names, unknown arguments and branches on result
+codes an operation cannot return, and ``PendingOperation.mutating`` comes from
+it. The table is passed in (``load_menu(..., operations=...)``); ``OPERATIONS``
+below is the default until the service owns its table.
 """
 
 from __future__ import annotations
@@ -33,6 +38,19 @@ class OperationResult:
     def ok(self) -> bool:
         """True when the operation succeeded."""
         return self.code == OK
+
+
+@dataclass(frozen=True, slots=True)
+class PendingOperation:
+    """An operation the hop waits for: run it, then ``Turn.resume`` with its result.
+
+    ``mutating`` (from the operation table) tells the caller to claim the
+    session before running it, so a hop that lost a race moves no points.
+    """
+
+    name: str
+    args: Mapping[str, Any]
+    mutating: bool
 
 
 class Operations(Protocol):
@@ -66,6 +84,8 @@ def _spec(
     )
 
 
+OperationTable = Mapping[str, OperationSpec]
+
 # Result data (keys) per operation, for placeholder authors:
 #   subscriber     -> status ("not_enrolled" | "active" | "blocked"), language
 #   enroll         -> status
@@ -78,7 +98,7 @@ def _spec(
 #   accept_gift    -> gift_id, points, sender, available, remaining (pending gifts left)
 #   decline_gift   -> gift_id, points, sender, remaining
 #   set_language   -> language
-OPERATIONS: Mapping[str, OperationSpec] = {
+OPERATIONS: OperationTable = {
     "subscriber": _spec((), (), mutating=False),
     "enroll": _spec((), ("already_enrolled", "blocked"), mutating=True),
     "balance": _spec((), ("not_enrolled", "blocked"), mutating=False),

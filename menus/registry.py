@@ -8,6 +8,7 @@ from pathlib import Path
 
 from menus.engine import Menu
 from menus.errors import MenuError, UnknownVersionError
+from menus.operations import OPERATIONS, OperationTable
 from menus.validate import load_menu
 
 
@@ -16,22 +17,35 @@ class MenuRegistry:
 
     ``reload`` validates the new file first: an invalid file raises MenuError
     and the live version stays. Swapping is a single reference assignment, so
-    readers never see a half-loaded menu.
+    readers never see a half-loaded menu. Every version is validated against
+    the same operation table (the first menu's, unless ``operations`` says).
     """
 
-    def __init__(self, menu: Menu, service_texts: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        menu: Menu,
+        service_texts: Sequence[str] = (),
+        operations: OperationTable | None = None,
+    ) -> None:
         self.service_texts = tuple(service_texts)
+        self.operations = menu.operations if operations is None else operations
         self._versions: dict[str, Menu] = {menu.version: menu}
         self._current = menu
         self._lock = threading.Lock()
 
     @classmethod
-    def from_file(cls, path: str | Path, service_texts: Sequence[str] = ()) -> MenuRegistry:
+    def from_file(
+        cls,
+        path: str | Path,
+        service_texts: Sequence[str] = (),
+        operations: OperationTable = OPERATIONS,
+    ) -> MenuRegistry:
         """A registry whose first version is the file at ``path`` (raises MenuError).
 
-        Every version it loads must define ``service_texts`` besides the engine's texts.
+        Every version it loads must define ``service_texts`` besides the
+        engine's texts, and may name only operations of ``operations``.
         """
-        return cls(load_menu(path, service_texts), service_texts)
+        return cls(load_menu(path, service_texts, operations), service_texts, operations)
 
     @property
     def current(self) -> Menu:
@@ -52,7 +66,9 @@ class MenuRegistry:
 
     def reload(self, path: str | Path) -> Menu:
         """Load ``path`` and make it current; on MenuError the current version stays."""
-        menu = load_menu(path, self.service_texts)  # raises MenuError before anything changes
+        menu = load_menu(
+            path, self.service_texts, self.operations
+        )  # raises MenuError before anything changes
         with self._lock:
             self._current = self._versions.setdefault(menu.version, menu)
         return self._current

@@ -4,13 +4,14 @@ Every finding is a ``Diagnostic`` with the file, line and column of the YAML
 that caused it and the node id. The checks: the schema (pydantic), the graph
 (targets, reachability, dead ends, failure paths), texts (every language,
 templates, declared placeholders), operations (names, arguments, result codes
-from ``menus.operations``) and lengths (USSD pages, SMS).
+from the operation table passed in) and lengths (USSD pages, SMS). Each node
+kind checks itself (``NodeKind.check``, ``check_length``); this module runs
+the checks over the whole file and says where in the YAML a finding is.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -28,27 +29,13 @@ from menus.errors import Diagnostic, Level, MenuError
 from menus.expr import ExpressionError
 from menus.expr import parse as parse_expression
 from menus.gsm import measure
-from menus.model import (
-    FINAL_KINDS,
-    ActionNode,
-    ConfirmNode,
-    InputNode,
-    IntegerValidator,
-    ListNode,
-    LocalText,
-    MenuFile,
-    MenuNode,
-    Node,
-    RegexValidator,
-    RouteNode,
-    Text,
-)
-from menus.operations import OPERATIONS, UNAVAILABLE
-from menus.screen import PageLimits, paginate
+from menus.model import LocalText, MenuFile, Text
+from menus.nodes import Path_
+from menus.operations import OPERATIONS, OperationTable
+from menus.screen import PageLimits
 from menus.text import Placeholder, Segment, TemplateError, parse_template, placeholders
 from menus.text import render_worst as worst_text
 
-Path_ = tuple[str | int, ...]
 # Placeholders the engine fills itself in `ivr_option`.
 _IVR_OPTION_PLACEHOLDERS = frozenset({"label", "key"})
 _WIDE_GSM7 = "W"
@@ -153,16 +140,8 @@ def _texts_in(model: MenuFile) -> Iterator[tuple[Path_, Text]]:
     for name, local in model.texts.items():
         yield ("texts", name), local
     for node_id, node in model.nodes.items():
-        base: Path_ = ("nodes", node_id)
-        if not isinstance(node, ActionNode | RouteNode):
-            yield (*base, "text"), node.text
-        if isinstance(node, MenuNode):
-            for index, option in enumerate(node.options):
-                yield (*base, "options", index, "label"), option.label
-        elif isinstance(node, InputNode):
-            yield (*base, "error"), node.error
-        elif isinstance(node, ListNode):
-            yield (*base, "item"), node.item
+        for path, text in node.texts():
+            yield ("nodes", node_id, *path), text
     for group in ("replies", "notifications"):
         for name, text in getattr(model.sms, group).items():
             yield ("sms", group, name), text
@@ -172,11 +151,16 @@ class _Validator:
     """The checks after the schema, on a parsed model."""
 
     def __init__(
-        self, model: MenuFile, checker: _Checker, service_texts: Sequence[str] = ()
+        self,
+        model: MenuFile,
+        checker: _Checker,
+        service_texts: Sequence[str] = (),
+        operations: OperationTable = OPERATIONS,
     ) -> None:
         self.model = model
         self.checker = checker
         self.service_texts = service_texts
+        self.operations = operations
         self.report = checker.report
         self.languages = list(dict.fromkeys(model.languages))
         # Parsed templates per text path and language (for length checks).
@@ -196,7 +180,7 @@ class _Validator:
             self.check_text(path, text)
         self.check_entries()
         for node_id, node in model.nodes.items():
-            self.check_node(node_id, node)
+            node.check(("nodes", node_id), self)
         self.check_graph()
         if not any(d.level == "error" for d in self.checker.diagnostics):
             self.check_lengths()
@@ -276,112 +260,19 @@ class _Validator:
             keys.update({v: f"IVR {k}" for k, v in settings.ivr.navigation})
         return keys
 
-    def check_node(self, node_id: str, node: Node) -> None:
-        base: Path_ = ("nodes", node_id)
-        if isinstance(node, MenuNode):
-            self.check_menu(base, node)
-        elif isinstance(node, InputNode):
-            self.target((*base, "next"), node.next)
-            self.target((*base, "on_failure"), node.on_failure)
-            rule = node.validator
-            if isinstance(rule, RegexValidator):
-                if len(rule.pattern) > limits.MAX_REGEX_LENGTH:
-                    self.report((*base, "validator", "pattern"), "pattern too long")
-                try:
-                    re.compile(rule.pattern)
-                except re.error as err:
-                    self.report((*base, "validator", "pattern"), f"bad pattern: {err}")
-            if isinstance(rule, IntegerValidator) and rule.min > rule.max:
-                self.report((*base, "validator"), "min is greater than max")
-        elif isinstance(node, ConfirmNode):
-            self.target((*base, "yes"), node.yes)
-            self.target((*base, "no"), node.no)
-        elif isinstance(node, ActionNode | ListNode):
-            self.check_operation(base, node)
-        elif isinstance(node, RouteNode):
-            for index, route in enumerate(node.routes):
-                self.condition((*base, "routes", index, "when"), route.when)
-                self.target((*base, "routes", index, "target"), route.target)
-            self.target((*base, "default"), node.default)
-
-    def check_menu(self, base: Path_, node: MenuNode) -> None:
-        seen: set[str] = set()
-        for index, option in enumerate(node.options):
-            where = (*base, "options", index)
-            if option.key in seen and option.when is None:
-                self.report((*where, "key"), f"key '{option.key}' is used twice")
-            seen.add(option.key)
-            clash = self.nav_keys(option.channels).get(option.key)
-            if clash:
-                self.report((*where, "key"), f"key '{option.key}' is the {clash} key")
-            on_ivr = option.channels is None or "ivr" in option.channels
-            if on_ivr and self.model.entry.ivr is not None and len(option.key) > 1:
-                self.report((*where, "key"), "IVR keys are one digit (limit the option to ussd)")
-            self.target((*where, "target"), option.target)
-            if option.when is not None:
-                self.condition((*where, "when"), option.when)
-
     def condition(self, path: Path_, source: str) -> None:
         try:
             parse_expression(source)
         except ExpressionError as err:
             self.report(path, f"bad condition: {err} (at offset {err.position})")
 
-    def check_operation(self, base: Path_, node: ActionNode | ListNode) -> None:
-        spec = OPERATIONS.get(node.operation)
-        if spec is None:
-            known = ", ".join(sorted(OPERATIONS))
-            self.report((*base, "operation"), f"unknown operation '{node.operation}' ({known})")
-            return
-        for arg in node.args:
-            if arg not in spec.args | spec.optional_args:
-                self.report((*base, "args", arg), f"{node.operation} takes no argument '{arg}'")
-        for arg in sorted(spec.args - set(node.args)):
-            self.report((*base, "args"), f"{node.operation} needs argument '{arg}'")
-        for code, target in node.results.items():
-            if code != "default" and code not in spec.codes:
-                self.report(
-                    (*base, "results", code),
-                    f"{node.operation} never returns '{code}'",
-                )
-            self.target((*base, "results", code), target)
-        if isinstance(node, ListNode):
-            if spec.mutating:
-                self.report((*base, "operation"), f"a list cannot run {node.operation}")
-            self.target((*base, "next"), node.next)
-            self.target((*base, "empty"), node.empty)
-            if node.selectable and node.next is None:
-                self.report(base, "a selectable list needs next (or selectable: false)")
-            return
-        handled = set(node.results) | {UNAVAILABLE}
-        if "default" not in handled and spec.codes - handled:
-            missing = ", ".join(sorted(spec.codes - handled))
-            self.report(
-                (*base, "results"), f"result codes not handled (add them or default): {missing}"
-            )
-
-    def edges(self, node: Node) -> list[str]:
-        out: list[str | None] = []
-        if isinstance(node, MenuNode):
-            out = [o.target for o in node.options]
-        elif isinstance(node, InputNode):
-            out = [node.next, node.on_failure or self.model.operator]
-        elif isinstance(node, ConfirmNode):
-            out = [node.yes, node.no]
-        elif isinstance(node, ActionNode):
-            out = [*node.results.values(), self.model.unavailable]
-        elif isinstance(node, ListNode):
-            out = [*node.results.values(), node.next, node.empty, self.model.unavailable]
-            if not node.selectable:
-                # A read-only list leads on by back/home (USSD) or operator (IVR).
-                out.append(self.model.operator)
-        elif isinstance(node, RouteNode):
-            out = [*(r.target for r in node.routes), node.default]
-        return [t for t in out if t is not None and t in self.model.nodes]
-
     def check_graph(self) -> None:
         model = self.model
-        graph = {node_id: self.edges(node) for node_id, node in model.nodes.items()}
+        nodes = model.nodes
+        graph = {
+            node_id: [edge.target for edge in edges if edge.target in nodes]
+            for node_id, edges in model.graph().items()
+        }
         roots = [model.operator, model.unavailable]
         for entry in (model.entry.ussd, model.entry.ivr):
             if entry is not None:
@@ -394,7 +285,7 @@ class _Validator:
         for source, targets in graph.items():
             for target in targets:
                 reverse[target].append(source)
-        finals = [n for n, node in model.nodes.items() if node.kind in FINAL_KINDS]
+        finals = [n for n, node in model.nodes.items() if node.final]
         ends = _reach(finals, reverse)
         for node_id in model.nodes:
             if node_id not in ends:
@@ -429,11 +320,9 @@ class _Validator:
 
     def check_lengths(self) -> None:
         for node_id, node in self.model.nodes.items():
-            if isinstance(node, ActionNode | RouteNode):
-                continue
             base: Path_ = ("nodes", node_id)
             for language in self.languages:
-                self.check_node_length(base, node, language)
+                node.check_length(base, self, language)
         for group in ("replies", "notifications"):
             for name, text in getattr(self.model.sms, group).items():
                 for language in self.languages:
@@ -446,45 +335,6 @@ class _Validator:
                             f"one SMS ({limit}); it will be sent in parts",
                             "warning",
                         )
-
-    def check_node_length(self, base: Path_, node: Node, language: str) -> None:
-        page = self.page_limits(language)
-        title = self.worst((*base, "text"), node.text, language) if hasattr(node, "text") else ""
-        final = node.kind in FINAL_KINDS
-        if isinstance(node, MenuNode):
-            shown = [
-                (index, option)
-                for index, option in enumerate(node.options)
-                if option.channels is None or "ussd" in option.channels
-            ]
-            entries = [
-                self.worst((*base, "options", index, "label"), option.label, language)
-                for index, option in shown
-            ]
-            keys = [option.key for _index, option in shown]
-            for (index, option), entry in zip(shown, entries, strict=True):
-                alone = "\n".join([f"{option.key}. {entry}", page.more_line, page.back_line])
-                where = (*base, "options", index, "label")
-                self.fit(page, alone, where, language, f"option {option.key}")
-            pages = paginate(title, entries, page, back=True, key=lambda _p, i: keys[i])
-            for number, laid in enumerate(pages, 1):
-                self.fit(page, laid.text, (*base, "text"), language, f"page {number}")
-            return
-        if isinstance(node, ListNode):
-            item = self.worst((*base, "item"), node.item, language)
-            text = "\n".join([title, f"1. {item}", page.more_line, page.back_line])
-            self.fit(page, text, (*base, "item"), language, "a page with one item")
-            return
-        lines = [title]
-        if isinstance(node, ConfirmNode):
-            lines += [f"1. {self.worst(('texts', 'yes'), 'yes', language)}"]
-            lines += [f"2. {self.worst(('texts', 'no'), 'no', language)}"]
-        if not final:
-            lines.append(page.back_line)
-        self.fit(page, "\n".join(lines), (*base, "text"), language, "the text")
-        if isinstance(node, InputNode):
-            error = self.worst((*base, "error"), node.error, language)
-            self.fit(page, error, (*base, "error"), language, "the error text")
 
     def fit(self, page: PageLimits, text: str, path: Path_, language: str, what: str) -> None:
         size = measure(text)
@@ -513,12 +363,16 @@ def _reach(roots: list[str], graph: Mapping[str, list[str]]) -> set[str]:
 
 
 def validate_text(
-    text: str, file: str = "<menu>", service_texts: Sequence[str] = ()
+    text: str,
+    file: str = "<menu>",
+    service_texts: Sequence[str] = (),
+    operations: OperationTable = OPERATIONS,
 ) -> tuple[MenuFile | None, list[Diagnostic]]:
     """Check a menu file's content; the model (None on schema errors) and the findings.
 
     ``service_texts`` names texts the program running the menu needs beyond
-    the engine's own (the service's "session expired", for example).
+    the engine's own (the service's "session expired", for example);
+    ``operations`` is the table of operations nodes may name.
     """
     checker = _Checker(file, _Locator(None))
     doc = _read_yaml(text, checker)
@@ -535,7 +389,7 @@ def validate_text(
     except ValidationError as err:
         _schema_errors(err, checker)
         return None, sorted(checker.diagnostics, key=lambda d: (d.line, d.col))
-    _Validator(model, checker, service_texts).run()
+    _Validator(model, checker, service_texts, operations).run()
     return model, sorted(checker.diagnostics, key=lambda d: (d.line, d.col))
 
 
@@ -547,12 +401,16 @@ def _read(path: str | Path) -> tuple[str | None, bytes, list[Diagnostic]]:
         return None, b"", [Diagnostic(str(path), 1, 1, "error", f"cannot read: {err}")]
 
 
-def validate_file(path: str | Path, service_texts: Sequence[str] = ()) -> list[Diagnostic]:
+def validate_file(
+    path: str | Path,
+    service_texts: Sequence[str] = (),
+    operations: OperationTable = OPERATIONS,
+) -> list[Diagnostic]:
     """Every finding for the file at ``path`` (errors and warnings), in line order."""
     text, _data, problems = _read(path)
     if text is None:
         return problems
-    return validate_text(text, str(path), service_texts)[1]
+    return validate_text(text, str(path), service_texts, operations)[1]
 
 
 def version_of(data: bytes) -> str:
@@ -560,14 +418,18 @@ def version_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def load_menu(path: str | Path, service_texts: Sequence[str] = ()) -> Menu:
+def load_menu(
+    path: str | Path,
+    service_texts: Sequence[str] = (),
+    operations: OperationTable = OPERATIONS,
+) -> Menu:
     """Load, validate and compile a menu file; raises MenuError with the diagnostics."""
     text, data, problems = _read(path)
     if text is None:
         raise MenuError(problems)
-    model, diagnostics = validate_text(text, str(path), service_texts)
+    model, diagnostics = validate_text(text, str(path), service_texts, operations)
     if model is None or any(d.level == "error" for d in diagnostics):
         raise MenuError(diagnostics)
-    menu = Menu(model, version_of(data), str(path))
+    menu = Menu(model, version_of(data), str(path), operations)
     menu.warnings = [d for d in diagnostics if d.level == "warning"]
     return menu
