@@ -41,11 +41,10 @@ class ListNode(NodeKind):
     )
 
     def edges(self, model: MenuFile) -> tuple[Edge, ...]:
-        """Result branches, ``unavailable``, a picked item, no items; read-only: the operator."""
-        edges = result_edges(self.results, model)
-        if self.next is not None:
-            edges.append(Edge("item", self.next, "next"))
+        """A picked item, no items, result branches, ``unavailable``; read-only: the operator."""
+        edges = [Edge("item", self.next, "next")] if self.next is not None else []
         edges.append(Edge("empty", self.empty, "empty"))
+        edges += result_edges(self.results, model)
         if not self.selectable:
             # A read-only list leads on by back/home (USSD) or the operator key (IVR).
             edges.append(Edge("operator", model.operator))

@@ -48,6 +48,7 @@ _BASE_NODES = {
 def yaml() -> YAML:
     out = YAML(typ="rt")
     out.width = 4096  # one conversation step per line
+    out.preserve_quotes = True
     out.indent(mapping=2, sequence=4, offset=2)
     return out
 
