@@ -15,20 +15,17 @@ import hashlib
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from menus import limits
 from menus.compiled import REQUIRED_TEXTS
 from menus.engine import Menu
-from menus.errors import Diagnostic, Level, MenuError
+from menus.errors import Diagnostic, MenuError
 from menus.expr import ExpressionError
 from menus.expr import parse as parse_expression
 from menus.gsm import measure
+from menus.locate import Checker, Locator, read_yaml, schema_errors
 from menus.model import LocalText, MenuFile, Text
 from menus.nodes import Path_
 from menus.operations import OPERATIONS, OperationTable
@@ -40,99 +37,6 @@ from menus.text import render_worst as worst_text
 _IVR_OPTION_PLACEHOLDERS = frozenset({"label", "key"})
 _WIDE_GSM7 = "W"
 _WIDE_UCS2 = "Ж"
-
-
-class _Locator:
-    """Finds the line and column of a path in the YAML document."""
-
-    def __init__(self, doc: Any) -> None:
-        self.doc = doc
-
-    def find(self, path: Path_, *, key: bool = False) -> tuple[int, int, Path_]:
-        """1-based (line, col) of the deepest part of ``path`` present, and the parts found.
-
-        A scalar's position is its value's, unless ``key`` asks for the key's.
-        """
-        current = self.doc
-        line, col = 0, 0
-        found: list[str | int] = []
-        for part in path:
-            if isinstance(current, CommentedMap) and part in current:
-                value = current[part]
-                is_scalar = not isinstance(value, CommentedMap | CommentedSeq)
-                at_value = is_scalar and not (key and part == path[-1])
-                line, col = current.lc.value(part) if at_value else current.lc.key(part)
-                current = value
-            elif isinstance(current, CommentedSeq) and isinstance(part, int):
-                if part >= len(current):
-                    break
-                line, col = current.lc.item(part)
-                current = current[part]
-            else:
-                continue  # a pydantic union tag or a missing field: stay where we are
-            found.append(part)
-        return line + 1, col + 1, tuple(found)
-
-
-def _dotted(path: Path_) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-class _Checker:
-    """Collects diagnostics for one file."""
-
-    def __init__(self, file: str, locator: _Locator) -> None:
-        self.file = file
-        self.locator = locator
-        self.diagnostics: list[Diagnostic] = []
-
-    def report(self, path: Path_, message: str, level: Level = "error") -> None:
-        line, col, _found = self.locator.find(path)
-        node = str(path[1]) if len(path) > 1 and path[0] == "nodes" else None
-        self.diagnostics.append(Diagnostic(self.file, line, col, level, message, node))
-
-
-def _read_yaml(text: str, checker: _Checker) -> Any:
-    yaml = YAML(typ="rt")  # round-trip: keeps line/column; builds only plain data types
-    try:
-        return yaml.load(text)
-    except MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = err.problem or err.context or "invalid YAML"
-        checker.diagnostics.append(
-            Diagnostic(checker.file, line, col, "error", f"bad YAML: {problem}")
-        )
-    except YAMLError as err:
-        checker.diagnostics.append(Diagnostic(checker.file, 1, 1, "error", f"bad YAML: {err}"))
-    return None
-
-
-def _schema_errors(err: ValidationError, checker: _Checker) -> None:
-    for error in err.errors():
-        loc = tuple(error["loc"])
-        if error["type"] == "union_tag_invalid":
-            loc = (*loc, "kind")
-        extra = error["type"] == "extra_forbidden"
-        line, col, found = checker.locator.find(loc, key=extra)
-        node = str(found[1]) if len(found) > 1 and found[0] == "nodes" else None
-        inner = found[2:] if node else found
-        field = _dotted(inner)
-        if extra:
-            message = f"unknown field '{loc[-1]}'"
-            if field.endswith(str(loc[-1])):
-                field = field[: -len(str(loc[-1]))].rstrip(".")
-        elif error["type"] == "missing":
-            message = f"missing field '{loc[-1]}'"
-        else:
-            message = str(error["msg"])
-        where = f"{field}: " if field else ""
-        checker.diagnostics.append(
-            Diagnostic(checker.file, line, col, "error", where + message, node)
-        )
 
 
 def _texts_in(model: MenuFile) -> Iterator[tuple[Path_, Text]]:
@@ -153,7 +57,7 @@ class _Validator:
     def __init__(
         self,
         model: MenuFile,
-        checker: _Checker,
+        checker: Checker,
         service_texts: Sequence[str] = (),
         operations: OperationTable = OPERATIONS,
     ) -> None:
@@ -374,11 +278,11 @@ def validate_text(
     the engine's own (the service's "session expired", for example);
     ``operations`` is the table of operations nodes may name.
     """
-    checker = _Checker(file, _Locator(None))
-    doc = _read_yaml(text, checker)
+    checker = Checker(file, Locator(None))
+    doc = read_yaml(text, checker)
     if checker.diagnostics:
         return None, checker.diagnostics
-    checker.locator = _Locator(doc)
+    checker.locator = Locator(doc)
     if not isinstance(doc, Mapping):
         checker.diagnostics.append(
             Diagnostic(file, 1, 1, "error", "a menu file is a mapping (version, nodes, ...)")
@@ -387,7 +291,7 @@ def validate_text(
     try:
         model = MenuFile.model_validate(doc)
     except ValidationError as err:
-        _schema_errors(err, checker)
+        schema_errors(err, checker)
         return None, sorted(checker.diagnostics, key=lambda d: (d.line, d.col))
     _Validator(model, checker, service_texts, operations).run()
     return model, sorted(checker.diagnostics, key=lambda d: (d.line, d.col))
