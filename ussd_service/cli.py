@@ -22,10 +22,8 @@ from ussd_service import notifier
 from ussd_service.app import create_app
 from ussd_service.backends import apply_migrations, backing_servers, open_pg_pool
 from ussd_service.config import ConfigError, Settings, load_settings
-from ussd_service.conversations import test_conversations
 from ussd_service.dialogue import DIALOGUE_TEXTS
 from ussd_service.logs import configure_logging
-from ussd_service.simulator import simulate
 from ussd_service.workers import run_workers
 
 T = TypeVar("T")
@@ -262,9 +260,6 @@ def worker(data_dir: Path | None, menu_file: Path | None, *, once: bool) -> None
 # live outside the service: their package registers them in this entry-point
 # group, so the service's command line finds them without a static import.
 TOOL_COMMANDS_GROUP = "ussd_service.commands"
-
-for _command in (simulate, test_conversations):
-    main.add_command(_command)
 
 
 def _add_tool_commands(group: click.Group) -> None:

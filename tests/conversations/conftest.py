@@ -1,6 +1,7 @@
-"""Collects ``tests/conversations/*.yaml``: each conversation (per channel and
-language) becomes one pytest item, run through real HTTP against a real app on
-the test's fresh database and emptied Redis (the fixtures of tests/conftest.py).
+"""Collects ``tests/conversations/*.yaml``: each conversation (per channel,
+gateway and language) becomes one pytest item, run through real HTTP against a
+real app on the test's fresh database and emptied Redis (the fixtures of
+tests/conftest.py).
 
 Item ids read ``tests/conversations/gift.yaml::gift_ok[ussd-ru]``. The same
 files run alone with ``ussd-service test-conversations``.
@@ -17,15 +18,15 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from menus import MenuRegistry
-from ussd_service.config import Settings
-from ussd_service.conversations import (
+from designer.conversations import (
     Conversation,
     ConversationEnv,
     ConversationFailedError,
     load_file,
     run_conversation,
 )
+from menus import MenuRegistry
+from ussd_service.config import Settings
 from ussd_service.dialogue import DIALOGUE_TEXTS
 
 HERE = Path(__file__).resolve().parent
@@ -76,8 +77,7 @@ class ConversationFile(pytest.Module):
         module.__file__ = str(self.path)
         by_name: dict[str, dict[str, Conversation]] = {}
         for conversation in load_file(self.path):
-            variant = f"{conversation.channel}-{conversation.language}"
-            by_name.setdefault(conversation.name, {})[variant] = conversation
+            by_name.setdefault(conversation.name, {})[conversation.variant] = conversation
         for name, variants in by_name.items():
             setattr(module, f"test_{name}", _test_function(variants))
         return module

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from menus import MenuRegistry
-from ussd_service.config import Settings
-from ussd_service.conversations import (
+from designer.conversations import (
     ConversationEnv,
     ConversationFailedError,
     ConversationFileError,
     load_file,
     run_conversation,
 )
+from menus import MenuRegistry
+from ussd_service.config import Settings
 from ussd_service.dialogue import DIALOGUE_TEXTS
 
 ROOT = Path(__file__).resolve().parents[2]

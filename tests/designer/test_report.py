@@ -12,6 +12,7 @@ import aiohttp
 from prometheus_client import CollectorRegistry, generate_latest
 
 from designer.report import format_table, read_report, rows
+from designer.simulator import Phone, ServiceClient, serve_app
 from session_store.dropoff import (
     DropoffEvent,
     DropoffKind,
@@ -19,9 +20,9 @@ from session_store.dropoff import (
     NodeKey,
     RedisDropoffCounters,
 )
+from ussd_service.channels import dialect
 from ussd_service.config import Settings
 from ussd_service.dropoff_metrics import DropoffCollector
-from ussd_service.simulator import Gateway, UssdPhone, serve_app
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).parent / "ussd-service")
@@ -33,8 +34,8 @@ INVALID_THEN_ABANDON = 60  # dial, 9 (invalid), hang up
 TO_OPERATOR = 40  # dial, 3 (operator)
 
 
-async def _session(gw: Gateway, number: int, script: str) -> None:
-    phone = UssdPhone(gw, f"+7916{number:07d}", gateway="native")
+async def _session(service: ServiceClient, number: int, script: str) -> None:
+    phone = Phone(service, dialect("native"), f"+7916{number:07d}")
     await phone.dial()
     for key in script:
         await phone.send(key)
@@ -50,12 +51,12 @@ async def _load(settings: Settings) -> None:
     )
     # Leaving serve_app stops the app, which flushes the drop-off buffer.
     async with serve_app(settings) as url, aiohttp.ClientSession() as http:
-        gw = Gateway(http, url)
+        service = ServiceClient(http, url)
         limit = asyncio.Semaphore(CONCURRENCY)
 
         async def one(number: int, script: str) -> None:
             async with limit:
-                await _session(gw, 3_000_000 + number, script)
+                await _session(service, 3_000_000 + number, script)
 
         await asyncio.gather(*(one(n, s) for n, s in enumerate(plan)))
 

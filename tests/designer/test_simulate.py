@@ -12,9 +12,9 @@ from pathlib import Path
 import asyncpg
 
 import ledger
+from designer.simulator import SimulatorOptions, Terminal, serve_app, simulate_against
 from ussd_service.app import create_app
 from ussd_service.config import Settings
-from ussd_service.simulator import SimulatorOptions, Terminal, serve_app, simulate_against
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).parent / "ussd-service")
