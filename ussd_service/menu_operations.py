@@ -23,7 +23,7 @@ import inspect
 import time
 import types
 import typing
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,7 +121,7 @@ class Operation:
     """A menu operation: its name, the function that answers it, the codes it returns."""
 
     name: str
-    function: Callable[..., Awaitable[ledger.Outcome[Any]]]
+    function: Callable[..., Coroutine[Any, Any, ledger.Outcome[Any]]]
     codes: tuple[Code, ...] = ()
     # Derived from the function's signature.
     args: Mapping[str, type] = field(init=False)
