@@ -24,11 +24,12 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
+import menus.nodes
 from menus import Menu, OperationResult, StepResult, validate_text
 from menus.errors import Diagnostic
 
-ROOT = Path(__file__).resolve().parents[2]
-TESTDATA = ROOT / "menus" / "nodes" / "testdata"
+# Next to the kinds of the menus package imported (test_new_kind runs on a copy).
+TESTDATA = Path(menus.nodes.__file__).parent / "testdata"
 CHANNELS = ("ussd", "ivr")
 
 _ENGINE_TEXTS = {
