@@ -5,7 +5,7 @@ by their conditions, input/confirm/list outcomes, operation result codes,
 route conditions) and menu-wide navigation (home, operator, failure,
 unavailable). A hop never binds a model to the machine (``Machine.add_model``
 costs O(states + events) per call); it fires the machine's ``Event`` objects
-directly on a throwaway two-slot object, which costs O(1) in menu size (see
+directly on a throwaway three-slot object (``HopModel``), which costs O(1) in menu size (see
 ``bench``).
 
 A hop is a ``Turn`` (``turn_start``, ``turn_step``, ``turn_show``): the engine

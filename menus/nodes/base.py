@@ -31,6 +31,7 @@ from menus.state import scope_of
 
 if TYPE_CHECKING:
     from menus.engine import Menu
+    from menus.errors import Level
     from menus.fields import ArgValue
     from menus.hop import Hop
     from menus.model import MenuFile
@@ -69,7 +70,7 @@ class Checks(Protocol):
     model: MenuFile
     operations: OperationTable
 
-    def report(self, path: Path_, message: str, level: Any = "error") -> None:
+    def report(self, path: Path_, message: str, level: Level = "error") -> None:
         """Record a finding at ``path`` (an error unless ``level`` says "warning")."""
 
     def target(self, path: Path_, node_id: str | None) -> None:
