@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import calendar
 import uuid
-from datetime import datetime
+from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -149,6 +149,27 @@ async def history(
     return Outcome(Code.OK, History(items))
 
 
+def end_of_day(day: date, settings: LedgerSettings) -> datetime:
+    """The last moment of ``day`` in the programme's time zone (a plain expiry date)."""
+    return datetime.combine(day, time.max, tzinfo=ZoneInfo(settings.timezone))
+
+
+def check_expiry(expiry: datetime, now: datetime, settings: LedgerSettings) -> None:
+    """Raise ValueError unless ``expiry`` is after ``now`` and within the horizon.
+
+    Aware datetimes compare without conversion, so even year 1 or 9999 in
+    any offset is refused here rather than overflowing later.
+    """
+    if expiry <= now:
+        raise ValueError("expires_at must be in the future")
+    months = settings.points_max_validity_months
+    latest = add_months(now, months)
+    if expiry > latest:
+        raise ValueError(
+            f"expires_at must be within {months} months from now (by {latest:%Y-%m-%d})"
+        )
+
+
 async def accrue(
     pool: asyncpg.Pool,
     msisdn: str,
@@ -156,20 +177,29 @@ async def accrue(
     *,
     key: str,
     reason: str | None = None,
-    expires_at: datetime | None = None,
+    expires_at: datetime | date | None = None,
     clock: Clock = SYSTEM_CLOCK,
     settings: LedgerSettings = DEFAULT_SETTINGS,
 ) -> Outcome[Accrual]:
     """Credit points (billing, operators) as a new lot.
 
-    The lot expires at ``expires_at``, by default ``points_validity_months``
-    after now. Codes: ok, not_enrolled, blocked.
+    The lot expires at ``expires_at`` (a plain date: the end of that day in
+    the programme's time zone), by default ``points_validity_months`` after
+    now. An expiry in the past or beyond ``points_max_validity_months``
+    raises ValueError. Codes: ok, not_enrolled, blocked.
     """
     number = normalize(msisdn, settings.default_region)
     if isinstance(points, bool) or not isinstance(points, int) or points <= 0:
         raise ValueError(f"points must be a positive whole number, not {points!r}")
-    if expires_at is not None and expires_at.tzinfo is None:
-        raise ValueError("expires_at must be timezone-aware")
+    named_expiry: datetime | None = None
+    if isinstance(expires_at, datetime):
+        if expires_at.tzinfo is None or expires_at.utcoffset() is None:
+            raise ValueError("expires_at must be timezone-aware")
+        named_expiry = expires_at
+    elif isinstance(expires_at, date):
+        named_expiry = end_of_day(expires_at, settings)
+    elif expires_at is not None:
+        raise ValueError(f"expires_at must be a date or datetime, not {expires_at!r}")
 
     async def body(op: Op) -> Outcome[Accrual]:
         sub = await _accounts.find_subscriber(op.conn, number)
@@ -177,9 +207,10 @@ async def accrue(
         if sub is None or code is not Code.OK:
             return Outcome(code)
         op.subscriber_id = sub.id
-        expiry = expires_at or add_months(op.now, settings.points_validity_months)
-        if expiry <= op.now:
-            raise ValueError("expires_at must be in the future")
+        expiry = named_expiry or add_months(op.now, settings.points_validity_months)
+        # Checked here, not before the operation: a retry of an accepted
+        # accrual gets its stored answer even once the date has passed.
+        check_expiry(expiry, op.now, settings)
         await _accounts.lock_accounts(op.conn, [sub.account_id])
         await _accounts.credit_new_lots(op, sub.account_id, [(points, expiry, None)], "issuance")
         available = await _accounts.available_points(op.conn, sub.account_id, op.now)

@@ -30,6 +30,10 @@ class LedgerSettings:
     # Accruals expire this many calendar months after they are credited
     # unless the accrual names its own expiry.
     points_validity_months: int = 12
+    # No accrual may name an expiry further ahead than this: far-future dates
+    # (year 9999) cannot be shown in the programme's time zone, and no
+    # programme promises points for longer.
+    points_max_validity_months: int = 60
 
     # "dev": a redemption is fulfilled at once by the built-in provisioner.
     # "external": it stays reserved until a provisioning callback answers.

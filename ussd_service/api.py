@@ -1,26 +1,39 @@
-"""The operator and admin API under ``/v1`` (bearer token)."""
+"""The operator and admin API under ``/v1`` (bearer token).
+
+Bad input is a 4xx whose JSON ``error`` says what is wrong in one line; a
+backend that is down or does not answer within ``DEADLINE_S`` is a 503 with
+``Retry-After``, never a 500 or a hung request.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping
-from datetime import datetime
-from typing import Any
+import re
+from collections.abc import Callable, Coroutine, Mapping
+from datetime import date, datetime
+from typing import Annotated, Any
 
 import structlog
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import ledger
 from ussd_service import handoffs
 from ussd_service.auth import check_api
+from ussd_service.channels.forms import check_json_depth, unstorable
+from ussd_service.deadlines import within
 from ussd_service.deliveries import delivery_records
-from ussd_service.hop import DEFAULT_REGION
-from ussd_service.keys import PG_POOL, REDIS
+from ussd_service.hop import DEFAULT_REGION, MalformedRequestError
+from ussd_service.keys import PG_POOL, REDIS, SETTINGS
 from ussd_service.operations import UNAVAILABLE_ERRORS, plain
 
 log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Coroutine[Any, Any, web.StreamResponse]]
 
 MAX_OPERATOR_NAME = 64
 MAX_HISTORY = 100
@@ -30,6 +43,19 @@ OUTBOX_PATH = "/v1/outbox"
 OUTBOX_STATUSES = ("pending", "sent", "failed")
 DEFAULT_OUTBOX_LIMIT = 100
 MAX_OUTBOX_LIMIT = 500
+MAX_IDEMPOTENCY_KEY = 128
+# Longest a /v1 request may wait on PostgreSQL or Redis before it is a 503
+# (a frozen server never answers; the operator's tool should not hang).
+DEADLINE_S = 5.0
+# What a 503 suggests to the client: outages seen so far last seconds.
+RETRY_AFTER_S = 5
+# A backend that cannot answer now: the ledger's set, and Redis's.
+BACKEND_ERRORS: tuple[type[BaseException], ...] = (
+    *UNAVAILABLE_ERRORS,
+    RedisConnectionError,
+    RedisTimeoutError,
+)
+_PLAIN_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 # How a ledger rejection reads over HTTP: the request was fine but the state
 # of the subscriber or redemption does not allow it.
@@ -43,16 +69,45 @@ _CONFLICT_CODES = frozenset(
 )
 
 
+def _storable(value: str) -> str:
+    problem = unstorable(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _expiry(value: Any) -> Any:
+    """A plain date (``2027-03-31``) or a date-time with its offset; nothing else."""
+    if value is None or isinstance(value, date):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a date (YYYY-MM-DD) or a date-time with a time zone")  # noqa: TRY004 - pydantic reports ValueError
+    try:
+        if _PLAIN_DATE.fullmatch(value):
+            return date.fromisoformat(value)
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value[:40]!r} is not a date (YYYY-MM-DD) or a date-time") from None
+    if moment.utcoffset() is None:
+        raise ValueError("a date-time needs a time zone (Z or +03:00)")
+    return moment
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+Expiry = Annotated[datetime | date | None, BeforeValidator(_expiry)]
+
+
 class AccrualRequest(BaseModel):
     """Body of ``POST /v1/accruals``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    msisdn: str = Field(max_length=32)
+    msisdn: Text = Field(max_length=32)
     points: int = Field(gt=0, le=10_000_000)
-    reason: str = Field(min_length=1, max_length=200)
-    idempotency_key: str = Field(min_length=1, max_length=128)
-    expires_at: AwareDatetime | None = None
+    reason: Text = Field(min_length=1, max_length=200)
+    idempotency_key: Text = Field(min_length=1, max_length=MAX_IDEMPOTENCY_KEY)
+    # A plain date is the end of that day in the programme's time zone.
+    expires_at: Expiry = None
 
 
 class SettlementRequest(BaseModel):
@@ -60,21 +115,56 @@ class SettlementRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: str | None = Field(default=None, max_length=200)
+    reason: Text | None = Field(default=None, max_length=200)
 
 
 def _json_error(status: int, message: str, **extra: Any) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status)
 
 
+def _bad_request(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
+
+
+def unavailable(exc: BaseException, *, json_body: bool = True) -> web.Response:
+    """The 503 for a backend outage, logged as one warning line (no traceback)."""
+    log.warning("backend_unavailable", error=type(exc).__name__, detail=str(exc)[:200])
+    reason = "a backend (PostgreSQL or Redis) is unreachable; retry later"
+    headers = {"Retry-After": str(RETRY_AFTER_S)}
+    if json_body:
+        return web.json_response({"error": reason}, status=503, headers=headers)
+    return web.Response(status=503, text=reason + "\n", content_type="text/plain", headers=headers)
+
+
 def _msisdn(request: web.Request) -> str:
     number = ledger.try_normalize_msisdn(request.match_info["msisdn"], DEFAULT_REGION)
     if number is None:
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": "msisdn is not a valid phone number"}),
-            content_type="application/json",
-        )
+        raise _bad_request("msisdn is not a valid phone number")
     return number
+
+
+def _path_id(request: web.Request) -> int | None:
+    """The ``{id}`` of the path as a database id, or None (ASCII digits, fits a bigint)."""
+    raw = request.match_info["id"]
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
+
+
+def _limit(request: web.Request, default: int, maximum: int) -> int:
+    raw = request.query.get("limit", str(default))
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6 and 1 <= int(raw) <= maximum):
+        raise _bad_request(f"limit must be a whole number from 1 to {maximum}")
+    return int(raw)
+
+
+def _header_text(request: web.Request, name: str, max_len: int) -> str | None:
+    """A text header that can be stored, or a 400 naming it."""
+    value = request.headers.get(name)
+    if value is None:
+        return None
+    problem = unstorable(value) or (f"is longer than {max_len}" if len(value) > max_len else None)
+    if problem is not None:
+        raise _bad_request(f"header {name} {problem}")
+    return value
 
 
 async def _body(request: web.Request, model: type[BaseModel], *, optional: bool = False) -> Any:
@@ -85,14 +175,18 @@ async def _body(request: web.Request, model: type[BaseModel], *, optional: bool 
     if len(raw) > MAX_JSON_BODY:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BODY, actual_size=len(raw))
     try:
-        return model.model_validate_json(raw)
+        text = raw.decode("utf-8")
+        check_json_depth(text)
+        return model.model_validate_json(text)
+    except UnicodeDecodeError:
+        raise _bad_request("the body is not valid UTF-8") from None
+    except MalformedRequestError as exc:
+        raise _bad_request(str(exc)) from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": f"{where}: {first['msg']}"}),
-            content_type="application/json",
-        ) from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise _bad_request(f"{where}: {message}") from None
 
 
 def _outcome_response(outcome: ledger.Outcome[Any], *, created: bool = False) -> web.Response:
@@ -119,6 +213,7 @@ async def post_accrual(request: web.Request) -> web.Response:
             key=f"api:{body.idempotency_key}",
             reason=body.reason,
             expires_at=body.expires_at,
+            settings=request.app[SETTINGS].ledger_settings(),
         )
     except ValueError as exc:
         return _json_error(400, str(exc))
@@ -155,7 +250,7 @@ async def post_enrollment(request: web.Request) -> web.Response:
     """Join the programme (idempotent: a member stays a member)."""
     check_api(request)
     number = _msisdn(request)
-    key = request.headers.get("Idempotency-Key", "")[:128] or f"enroll:{number}"
+    key = _header_text(request, "Idempotency-Key", MAX_IDEMPOTENCY_KEY) or f"enroll:{number}"
     outcome = await ledger.enroll(request.app[PG_POOL], number, key=f"api:{key}")
     if outcome.code is ledger.Code.ALREADY_ENROLLED:
         return _json_error(409, outcome.code.value)
@@ -166,10 +261,8 @@ async def get_history(request: web.Request) -> web.Response:
     """Latest movements on a member's account, newest first (``?limit=``)."""
     check_api(request)
     number = _msisdn(request)
-    raw_limit = request.query.get("limit", str(DEFAULT_HISTORY))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_HISTORY:
-        return _json_error(400, f"limit must be a whole number from 1 to {MAX_HISTORY}")
-    outcome = await ledger.history(request.app[PG_POOL], number, int(raw_limit))
+    limit = _limit(request, DEFAULT_HISTORY, MAX_HISTORY)
+    outcome = await ledger.history(request.app[PG_POOL], number, limit)
     if (
         outcome.code is ledger.Code.NOT_ENROLLED
         and await ledger.get_subscriber(request.app[PG_POOL], number) is None
@@ -180,11 +273,11 @@ async def get_history(request: web.Request) -> web.Response:
 
 async def _settle(request: web.Request, *, fulfilled: bool) -> web.Response:
     check_api(request)
-    raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18:
+    redemption_id = _path_id(request)
+    if redemption_id is None:
         return _json_error(404, "no such redemption")
     body: SettlementRequest = await _body(request, SettlementRequest, optional=True)
-    pool, redemption_id = request.app[PG_POOL], int(raw)
+    pool = request.app[PG_POOL]
     # One key per redemption and outcome: a provisioning system retrying its
     # callback gets the first answer again.
     if fulfilled:
@@ -208,11 +301,6 @@ async def redemption_failed(request: web.Request) -> web.Response:
     return await _settle(request, fulfilled=False)
 
 
-def _handoff_id(request: web.Request) -> int | None:
-    raw = request.match_info["id"]
-    return int(raw) if raw.isdigit() and len(raw) <= 18 else None
-
-
 async def list_handoffs(request: web.Request) -> web.Response:
     """Handoffs, oldest first; ``?status=waiting|claimed|closed``."""
     check_api(request)
@@ -226,10 +314,11 @@ async def list_handoffs(request: web.Request) -> web.Response:
 async def claim_handoff(request: web.Request) -> web.Response:
     """An operator takes a waiting handoff (409 when someone else already did)."""
     check_api(request)
-    handoff_id = _handoff_id(request)
+    handoff_id = _path_id(request)
     if handoff_id is None:
         return _json_error(404, "no such handoff")
-    operator = request.headers.get("X-Operator", "operator")[:MAX_OPERATOR_NAME]
+    named = _header_text(request, "X-Operator", 4 * MAX_OPERATOR_NAME)
+    operator = (named or "operator")[:MAX_OPERATOR_NAME]
     pool = request.app[PG_POOL]
     claimed = await handoffs.claim_handoff(pool, handoff_id, operator)
     if claimed is not None:
@@ -242,7 +331,7 @@ async def claim_handoff(request: web.Request) -> web.Response:
 async def close_handoff(request: web.Request) -> web.Response:
     """Finish a handoff (409 when it is already closed)."""
     check_api(request)
-    handoff_id = _handoff_id(request)
+    handoff_id = _path_id(request)
     if handoff_id is None:
         return _json_error(404, "no such handoff")
     pool = request.app[PG_POOL]
@@ -252,10 +341,6 @@ async def close_handoff(request: web.Request) -> web.Response:
     if await handoffs.get_handoff(pool, handoff_id) is None:
         return _json_error(404, "no such handoff")
     return _json_error(409, "the handoff is already closed")
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def outbox_item(
@@ -269,10 +354,10 @@ def outbox_item(
         "payload": message.payload,
         "status": message.status,
         "attempts": message.attempts,
-        "next_attempt_at": _iso(message.next_attempt_at),
+        "next_attempt_at": plain(message.next_attempt_at),
         "last_error": message.last_error,
-        "created_at": _iso(message.created_at),
-        "sent_at": _iso(message.sent_at),
+        "created_at": plain(message.created_at),
+        "sent_at": plain(message.sent_at),
         "delivery": dict(delivery) if delivery is not None else None,
     }
 
@@ -283,18 +368,12 @@ async def list_outbox(request: web.Request) -> web.Response:
     status = request.query.get("status")
     if status is not None and status not in OUTBOX_STATUSES:
         return _json_error(400, f"status must be one of {', '.join(OUTBOX_STATUSES)}")
-    raw_limit = request.query.get("limit", str(DEFAULT_OUTBOX_LIMIT))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_OUTBOX_LIMIT:
-        return _json_error(400, f"limit must be a whole number from 1 to {MAX_OUTBOX_LIMIT}")
-    try:
-        messages = await ledger.list_outbox(
-            request.app[PG_POOL],
-            status,  # type: ignore[arg-type]  # checked against OUTBOX_STATUSES above
-            limit=int(raw_limit),
-        )
-    except UNAVAILABLE_ERRORS as exc:
-        log.warning("outbox_unavailable", error=type(exc).__name__)
-        return _json_error(503, "the ledger database is unreachable")
+    limit = _limit(request, DEFAULT_OUTBOX_LIMIT, MAX_OUTBOX_LIMIT)
+    messages = await ledger.list_outbox(
+        request.app[PG_POOL],
+        status,  # type: ignore[arg-type]  # checked against OUTBOX_STATUSES above
+        limit=limit,
+    )
     try:
         records = await delivery_records(request.app[REDIS], [m.id for m in messages])
     except (RedisError, OSError) as exc:
@@ -303,17 +382,34 @@ async def list_outbox(request: web.Request) -> web.Response:
     return web.json_response({"items": [outbox_item(m, records.get(m.id)) for m in messages]})
 
 
+def guarded(handler: Handler) -> Handler:
+    """``handler`` with a deadline; a backend outage or a missed deadline is a 503."""
+
+    async def guard(request: web.Request) -> web.StreamResponse:
+        try:
+            return await within(handler(request), DEADLINE_S)
+        except BACKEND_ERRORS as exc:
+            return unavailable(exc)
+
+    return functools.wraps(handler)(guard)
+
+
+_ROUTES: tuple[tuple[str, str, Handler, str], ...] = (
+    ("POST", "/v1/accruals", post_accrual, "accruals"),
+    ("GET", "/v1/subscribers/{msisdn}", get_subscriber, "subscriber"),
+    ("POST", "/v1/subscribers/{msisdn}/enrollment", post_enrollment, "enrollment"),
+    ("GET", "/v1/subscribers/{msisdn}/history", get_history, "history"),
+    ("POST", "/v1/redemptions/{id}/fulfilled", redemption_fulfilled, "redemption_fulfilled"),
+    ("POST", "/v1/redemptions/{id}/failed", redemption_failed, "redemption_failed"),
+    ("GET", "/v1/handoffs", list_handoffs, "handoffs"),
+    ("POST", "/v1/handoffs/{id}/claim", claim_handoff, "handoff_claim"),
+    ("POST", "/v1/handoffs/{id}/close", close_handoff, "handoff_close"),
+    ("GET", OUTBOX_PATH, list_outbox, "outbox"),
+)
+
+
 def add_routes(app: web.Application) -> None:
-    """Register the /v1 endpoints."""
-    app.router.add_post("/v1/accruals", post_accrual, name="accruals")
-    app.router.add_get("/v1/subscribers/{msisdn}", get_subscriber, name="subscriber")
-    app.router.add_post("/v1/subscribers/{msisdn}/enrollment", post_enrollment, name="enrollment")
-    app.router.add_get("/v1/subscribers/{msisdn}/history", get_history, name="history")
-    app.router.add_post(
-        "/v1/redemptions/{id}/fulfilled", redemption_fulfilled, name="redemption_fulfilled"
-    )
-    app.router.add_post("/v1/redemptions/{id}/failed", redemption_failed, name="redemption_failed")
-    app.router.add_get("/v1/handoffs", list_handoffs, name="handoffs")
-    app.router.add_post("/v1/handoffs/{id}/claim", claim_handoff, name="handoff_claim")
-    app.router.add_post("/v1/handoffs/{id}/close", close_handoff, name="handoff_close")
-    app.router.add_get(OUTBOX_PATH, list_outbox, name="outbox")
+    """Register the /v1 endpoints, each behind ``guarded``."""
+    for method, path, handler, name in _ROUTES:
+        add = app.router.add_get if method == "GET" else app.router.add_post
+        add(path, guarded(handler), name=name)

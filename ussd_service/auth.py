@@ -10,14 +10,18 @@ import base64
 import binascii
 import hmac
 import ipaddress
+from urllib.parse import parse_qsl
 
 from aiohttp import web
+from multidict import MultiDict
 from twilio.request_validator import RequestValidator
 
+from ussd_service.hop import MalformedRequestError
 from ussd_service.keys import SETTINGS
 
 GATEWAY_TOKEN_HEADER = "X-Gateway-Token"  # noqa: S105 - a header name
 TWILIO_SIGNATURE_HEADER = "X-Twilio-Signature"
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 
 def _deny(status: type[web.HTTPException], reason: str) -> web.HTTPException:
@@ -34,7 +38,14 @@ def is_loopback(request: web.Request) -> bool:
 
 
 def _same(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode(), expected.encode())
+    """Constant-time comparison of a presented credential with the configured one."""
+    try:
+        # aiohttp hands header bytes that are not UTF-8 over as lone
+        # surrogates, which do not encode: such a credential is just wrong.
+        presented = given.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return hmac.compare_digest(presented, expected.encode("utf-8"))
 
 
 def _basic_password(request: web.Request) -> str | None:
@@ -77,14 +88,28 @@ def check_api(request: web.Request) -> None:
         )
 
 
+async def _signed_params(request: web.Request) -> MultiDict[str]:
+    """Every value of every form field, as Twilio signs them.
+
+    Twilio signs form posts; any other body signs as no fields (the route's
+    parser refuses it anyway). A form that is not UTF-8 is a 400, not a crash.
+    """
+    if request.content_type != FORM_CONTENT_TYPE:
+        return MultiDict()
+    try:
+        text = (await request.read()).decode("utf-8")
+        return MultiDict(parse_qsl(text, keep_blank_values=True, errors="strict"))
+    except (UnicodeDecodeError, ValueError):
+        raise MalformedRequestError("the form is not valid URL-encoded UTF-8") from None
+
+
 async def check_twilio_signature(request: web.Request) -> None:
     """Raise 403 when ``TWILIO_AUTH_TOKEN`` is set and the signature does not match."""
     settings = request.app[SETTINGS]
     auth_token = settings.twilio_auth_token
     if auth_token is None:
         return
-    form = await request.post()
-    params = {k: str(v) for k, v in form.items()}
+    params = await _signed_params(request)
     signature = request.headers.get(TWILIO_SIGNATURE_HEADER, "")
     # Twilio signs the URL it called: behind a proxy that is the public one.
     url = settings.public_url + request.path_qs if settings.public_url else str(request.url)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
+from itertools import accumulate
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -13,6 +16,33 @@ from ussd_service.keys import MENUS
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 JSON_TYPE = "application/json"
+# Gateway and API bodies are flat objects; deeper nesting is never a real
+# request, and thousands of brackets would exhaust the parser's recursion.
+MAX_JSON_DEPTH = 4
+# Characters PostgreSQL cannot store (NUL), that cannot be encoded (lone
+# surrogates) or that break a one-line display (controls, line separators).
+_UNSTORABLE_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def check_json_depth(text: str, limit: int = MAX_JSON_DEPTH) -> None:
+    """Raise MalformedRequestError when ``text`` nests arrays/objects deeper than ``limit``.
+
+    Counts brackets outside strings, before any parser recurses into them.
+    """
+    brackets = _JSON_BRACKET.findall(_JSON_STRING.sub("", text))
+    depth = max(accumulate(1 if b in "[{" else -1 for b in brackets), default=0)
+    if depth > limit:
+        raise MalformedRequestError(f"the JSON is nested deeper than {limit} levels")
+
+
+def unstorable(value: str) -> str | None:
+    """Why ``value`` cannot be stored as text, or None when it can."""
+    for char in value:
+        if unicodedata.category(char) in _UNSTORABLE_CATEGORIES:
+            return f"must not contain control characters (U+{ord(char):04X})"
+    return None
 
 
 async def _body_text(request: web.Request) -> str:
@@ -43,6 +73,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     if request.content_type != JSON_TYPE:
         raise MalformedRequestError(f"expected Content-Type {JSON_TYPE}")
     text = await _body_text(request)
+    check_json_depth(text)
     try:
         value = json.loads(text)
     except ValueError:
