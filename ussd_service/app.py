@@ -57,7 +57,9 @@ def _route_name(request: web.Request) -> str:
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind a request id and route to every log line; count and time the request."""
     request_id = request.headers.get("X-Request-ID", "")
-    if not request_id or len(request_id) > MAX_REQUEST_ID_LEN or not request_id.isprintable():
+    # Echoed in a response header: short printable ASCII only.
+    printable = request_id.isascii() and request_id.isprintable()
+    if not printable or not 0 < len(request_id) <= MAX_REQUEST_ID_LEN:
         request_id = uuid.uuid4().hex
     route = _route_name(request)
     structlog.contextvars.clear_contextvars()
@@ -71,6 +73,11 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     except web.HTTPException as exc:
         status = exc.status
         raise
+    except api.BACKEND_ERRORS as exc:
+        # A backend outage that reached here (a route without its own
+        # handling): a 503 in the route's answer shape, not a bug's traceback.
+        response = api.unavailable(exc, json_body=request.path.startswith("/v1/"))
+        status = response.status
     except Exception:
         # Handlers translate every expected failure themselves; this is a bug.
         log.exception("unhandled_error")
