@@ -20,7 +20,7 @@ import asyncpg
 import psutil
 import pytest
 
-from ussd_service.embedded import DATABASE_NAME, SOCKET_DIR, postgres_url
+from ussd_service.embedded import EmbeddedServers
 
 CLI = str(Path(sys.executable).parent / "ussd-service")
 MENU_FILE = Path(__file__).resolve().parents[1] / "menu_definitions.yaml"
@@ -96,8 +96,13 @@ def data_dir() -> Iterator[Path]:
 
 
 def _db_value(data_dir: Path, write: str | None) -> str | None:
+    # Join the running service's servers: the URL carries the data directory's secret.
+    joined = EmbeddedServers(data_dir)
+    url = joined.start().database_url
+    assert not joined.started_any
+
     async def run() -> str | None:
-        conn = await asyncpg.connect(postgres_url(data_dir / SOCKET_DIR, DATABASE_NAME))
+        conn = await asyncpg.connect(url)
         try:
             await conn.execute("CREATE TABLE IF NOT EXISTS kept (v text)")
             if write:
@@ -153,6 +158,28 @@ def test_bad_configuration_is_a_clear_usage_error(data_dir: Path) -> None:
     assert result.returncode == 2
     assert "USSD_PORT" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_unreachable_database_is_a_one_line_error_without_the_password(data_dir: Path) -> None:
+    closed_port = _free_port()
+    result = subprocess.run(
+        [CLI, "serve", "--data-dir", str(data_dir), "--port", str(_free_port())],
+        env={
+            **os.environ,
+            "DATABASE_URL": f"postgresql://ussd:hunter2-pg@127.0.0.1:{closed_port}/ussd",
+            "REDIS_URL": "redis://127.0.0.1:1/0",
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode not in {0, -signal.SIGKILL}
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output
+    assert "hunter2-pg" not in output
+    (error,) = [line for line in result.stderr.splitlines() if "DATABASE_URL" in line]
+    assert str(closed_port) in error
 
 
 def test_serve_with_two_workers_shares_the_port(data_dir: Path) -> None:

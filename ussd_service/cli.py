@@ -21,9 +21,11 @@ from menus import MenuError, MenuRegistry, json_schema, validate_file
 from ussd_service import notifier
 from ussd_service.app import create_app
 from ussd_service.backends import apply_migrations, backing_servers, open_pg_pool
-from ussd_service.config import ConfigError, Settings, load_settings
+from ussd_service.config import ConfigError, Settings, load_settings, mask_url
 from ussd_service.dialogue import DIALOGUE_TEXTS
+from ussd_service.embedded import EmbeddedServerError
 from ussd_service.logs import configure_logging
+from ussd_service.supervisor import supervised_servers
 from ussd_service.workers import run_workers
 
 T = TypeVar("T")
@@ -76,7 +78,11 @@ def serve(
     workers: int,
     data_dir: Path | None,
 ) -> None:
-    """Run the service; starts embedded Redis/PostgreSQL when no URLs are set."""
+    """Run the service; starts embedded Redis/PostgreSQL when no URLs are set.
+
+    Embedded servers that die are restarted; if one keeps dying, serve stops
+    and exits 1 (for systemd or the like to restart it).
+    """
     settings = _settings(
         log_to_stderr=False, host=host, port=port, menu_file=menu_file, data_dir=data_dir
     )
@@ -86,25 +92,55 @@ def serve(
         for diagnostic in exc.diagnostics:
             click.echo(str(diagnostic), err=True)
         raise SystemExit(1) from None
-    with backing_servers(settings) as resolved:
-        assert resolved.database_url
-        applied = asyncio.run(apply_migrations(resolved.database_url))
-        log.info("migrations_applied", applied=applied)
-        loaded = asyncio.run(_with_pool(resolved, _first_catalog))
-        if loaded is not None:
-            log.info("catalog_loaded", rewards=loaded.loaded, source=str(ledger.DEFAULT_CATALOG))
-        log.info("serving", url=f"http://{resolved.host}:{resolved.port}", workers=workers)
-        if workers > 1:
-            run_workers(resolved, workers)
-            return
-        web.run_app(
-            create_app(resolved, menus=menus, reload_signal=True),
-            host=resolved.host,
-            port=resolved.port,
-            print=None,
-            access_log=None,
-        )
-        log.info("stopped")
+    try:
+        with supervised_servers(settings) as (resolved, supervisor):
+            _prepare_database(resolved, external=settings.database_url is not None)
+            log.info("serving", url=f"http://{resolved.host}:{resolved.port}", workers=workers)
+            if workers > 1:
+                run_workers(resolved, workers)
+            else:
+                web.run_app(
+                    create_app(resolved, menus=menus, reload_signal=True),
+                    host=resolved.host,
+                    port=resolved.port,
+                    print=None,
+                    access_log=None,
+                )
+            gave_up = supervisor is not None and supervisor.gave_up
+            log.info("stopped")
+    except EmbeddedServerError as exc:
+        raise click.ClickException(f"embedded servers in {settings.data_dir}: {exc}") from None
+    if gave_up:
+        raise click.ClickException("stopped: an embedded server kept dying (see the log)")
+
+
+# How long `serve` waits for PostgreSQL at start before it gives up with an error.
+DB_CONNECT_TIMEOUT_S = 10.0
+
+
+def _prepare_database(settings: Settings, *, external: bool) -> None:
+    """Apply migrations and load the first catalogue; a database out of reach is
+    a one-line error naming where its URL came from (never its password)."""
+    url = settings.database_url
+    assert url
+    try:
+        asyncio.run(_reach_database(url))
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        where = "DATABASE_URL" if external else f"embedded PostgreSQL in {settings.data_dir}"
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise click.ClickException(
+            f"{where}: cannot connect to {mask_url(url)}: {reason}"
+        ) from None
+    applied = asyncio.run(apply_migrations(url))
+    log.info("migrations_applied", applied=applied)
+    loaded = asyncio.run(_with_pool(settings, _first_catalog))
+    if loaded is not None:
+        log.info("catalog_loaded", rewards=loaded.loaded, source=str(ledger.DEFAULT_CATALOG))
+
+
+async def _reach_database(url: str) -> None:
+    conn = await asyncpg.connect(url, timeout=DB_CONNECT_TIMEOUT_S)
+    await conn.close()
 
 
 @main.command()

@@ -3,7 +3,9 @@
 Each worker is a fresh interpreter (``spawn``: no state forked from the
 parent) that builds its own app and listens with ``SO_REUSEPORT``, so the
 kernel spreads connections over the workers. The parent owns the embedded
-servers and stops them after every worker has exited.
+servers and stops them after every worker has exited. A worker dies with its
+parent (``PR_SET_PDEATHSIG``): after a kill -9 of the parent no worker keeps
+the port answering 503, and a new ``serve`` can bind it at once.
 """
 
 from __future__ import annotations
@@ -20,13 +22,18 @@ from menus import MenuRegistry
 from ussd_service.app import create_app
 from ussd_service.config import Settings
 from ussd_service.dialogue import DIALOGUE_TEXTS
+from ussd_service.embedded import die_with_parent
 from ussd_service.logs import configure_logging
 
 log = structlog.get_logger(__name__)
 WORKER_STOP_TIMEOUT_S = 30.0
 
 
-def _worker(settings_json: str) -> None:
+def _worker(settings_json: str, parent_pid: int) -> None:
+    # SIGTERM: aiohttp's graceful stop, which closes the listening socket first.
+    die_with_parent(signal.SIGTERM)
+    if os.getppid() != parent_pid:
+        return  # the parent died before the line above took effect
     settings = Settings.model_validate_json(settings_json)
     configure_logging(settings.log_level, settings.log_format)
     menus = MenuRegistry.from_file(settings.menu_file, DIALOGUE_TEXTS)
@@ -44,7 +51,9 @@ def run_workers(settings: Settings, count: int) -> None:
     """Run ``count`` worker processes until SIGINT/SIGTERM, then stop them all."""
     context = multiprocessing.get_context("spawn")
     workers = [
-        context.Process(target=_worker, args=(settings.model_dump_json(),), name=f"worker-{n}")
+        context.Process(
+            target=_worker, args=(settings.model_dump_json(), os.getpid()), name=f"worker-{n}"
+        )
         for n in range(count)
     ]
     for worker in workers:
