@@ -14,7 +14,7 @@ from aiohttp.typedefs import Handler
 
 import ledger
 from menus import MenuError, MenuRegistry
-from session_store import RedisSessionStore
+from session_store import RedisSessionStore, StoreUnavailableError
 from session_store.dropoff import DropoffBuffer, RedisDropoffCounters
 from ussd_service import api, gateways, handoffs, health, notifier, openapi
 from ussd_service.backends import open_pg_pool, open_redis
@@ -146,8 +146,12 @@ async def _dialogue_ctx(app: web.Application) -> AsyncIterator[None]:
         dropoff=dropoff,
     )
     app[SMS_DESK] = SmsDesk(pool, app[MENUS], redis=redis, settings=ledger_settings)
-    async with dropoff:
-        yield
+    try:
+        async with dropoff:
+            yield
+    except StoreUnavailableError as exc:
+        # Redis is down at shutdown: the stop goes on; only unwritten counts are lost.
+        log.warning("dropoff_flush_failed_at_exit", error=str(exc), pending=dropoff.pending)
 
 
 async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
