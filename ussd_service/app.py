@@ -6,7 +6,7 @@ import asyncio
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
@@ -121,18 +121,12 @@ async def _dialogue_ctx(app: web.Application) -> AsyncIterator[None]:
     ledger_settings = app[SETTINGS].ledger_settings()
     catalog_cache = CatalogCache()
 
-    def operations(
-        msisdn: str,
-        key_prefix: str,
-        before_mutation: Callable[[], Awaitable[None]] | None = None,
-        language: str | None = None,
-    ) -> LedgerOperations:
+    def operations(msisdn: str, key_prefix: str, language: str | None = None) -> LedgerOperations:
         return LedgerOperations(
             pool,
             msisdn,
             key_prefix,
             settings=ledger_settings,
-            before_mutation=before_mutation,
             language=language,
             catalog_cache=catalog_cache,
         )

@@ -20,10 +20,10 @@ from typing import Protocol, cast
 
 import structlog
 
-from menus import MenuRegistry, UnknownVersionError
+from menus import MenuRegistry, Turn, UnknownVersionError
 from menus.engine import Menu, SessionState, StepResult
-from menus.model import Channel, InputNode, PinValidator
-from menus.operations import Operations
+from menus.model import Channel
+from menus.operations import UNAVAILABLE, Operations
 from menus.screen import IvrHints, Prompt, Screen
 from session_store import (
     ResumePoint,
@@ -48,6 +48,8 @@ RESUME_NODE = "__resume__"
 RESUME_YES = "1"
 RESUME_NO = "2"
 MAX_CAS_ATTEMPTS = 4
+# The outcome of a hop whose operation may or may not have moved points.
+UNCERTAIN = "uncertain"
 # How often a hop looks again while another hop of its session moves points.
 BUSY_POLL_S = 0.01
 # Entries of "node:input" kept for the operator's view of a handoff.
@@ -61,11 +63,7 @@ class OperationsFactory(Protocol):
     """Binds the operations port to one subscriber and one idempotency-key prefix."""
 
     def __call__(
-        self,
-        msisdn: str,
-        key_prefix: str,
-        before_mutation: Callable[[], Awaitable[None]] | None = None,
-        language: str | None = None,
+        self, msisdn: str, key_prefix: str, language: str | None = None
     ) -> Operations: ...
 
 
@@ -207,22 +205,17 @@ class Dialogue:
                 # what this one sees (the caller's own retry replays it).
                 await asyncio.sleep(BUSY_POLL_S)
                 continue
-            if hop.kind is HopKind.ABORT:
-                return await self._abort(hop, record, payload)
-            if record is not None:
-                replayed = self._replay(hop, record)
-                if replayed is not None:
-                    return replayed
+            unstepped = await self._without_step(hop, record, payload)
+            if unstepped is not None:
+                return unstepped
             try:
                 if record is None:
-                    if hop.kind is not HopKind.BEGIN:
-                        return self._system_answer("session_expired", hop, outcome="expired")
                     answer, new = await self._begin(hop, ref)
                     result = await self.store.create(new)
                 else:
                     assert payload is not None
                     answer, new, expected = await self._step(hop, record, payload)
-                    result = await self._save(hop, new, expected, answer.screen)
+                    result = await self._save(hop, new, expected, answer)
             except LostRaceError:
                 conflicts += 1
                 self.metrics.cas_conflicts.labels(hop.channel).inc()
@@ -237,6 +230,18 @@ class Dialogue:
             self.metrics.cas_conflicts.labels(hop.channel).inc()
         return self._system_answer("service_unavailable", hop, outcome="conflict")
 
+    async def _without_step(
+        self, hop: Hop, record: SessionRecord | None, payload: SessionPayload | None
+    ) -> Answer | None:
+        """The answer of a hop that steps nothing: an end, a replay, an expired session."""
+        if hop.kind is HopKind.ABORT:
+            return await self._abort(hop, record, payload)
+        if record is not None:
+            return self._replay(hop, record)
+        if hop.kind is not HopKind.BEGIN:
+            return self._system_answer("session_expired", hop, outcome="expired")
+        return None
+
     def _busy(self, payload: SessionPayload, channel: str) -> bool:
         """True while another attempt holds the session's claim (and is not stale)."""
         busy = payload.busy
@@ -246,14 +251,26 @@ class Dialogue:
         return age_s < self.deadlines.for_channel(channel)
 
     async def _save(
-        self, hop: Hop, record: SessionRecord, expected: int, screen: Screen
+        self, hop: Hop, record: SessionRecord, expected: int, answer: Answer
     ) -> SaveResult:
-        """Compare-and-set the record; for gateways that never report drops, keep
-        the resume pointer current in the same moment (two commands in flight)."""
+        """Compare-and-set the record, keeping the USSD resume pointer current.
+
+        Gateways that never report drops get the pointer in the same moment as
+        every save (two commands in flight). A hop whose operation's outcome is
+        unknown saves the record as it was before the hop (releasing the claim)
+        with no answer stored: the gateway's retry asks the ledger again with
+        the same idempotency key, and a redial is offered to resume from there,
+        keys kept, so confirming again gets the ledger's real outcome.
+        """
+        if answer.outcome == UNCERTAIN:
+            result = await self.store.save(record, expected)
+            if result.saved and hop.channel == "ussd":
+                await self.store.remember_dropped(resume_point(hop, record))
+            return result
         if hop.reports_drops or hop.channel != "ussd":
             return await self.store.save(record, expected)
         home = self.menus.current.model.entry.ussd.home
-        if screen.final or record.node == home:
+        if answer.screen.final or record.node == home:
             # Nothing worth resuming: the session ended, or is back at the start.
             pointer = self.store.forget(hop.channel, hop.msisdn)
         else:
@@ -283,7 +300,9 @@ class Dialogue:
             if point is not None:
                 return self._offer_resume(hop, ref, menu, point)
         ops = self.operations(hop.msisdn, f"{origin}:0")
-        result = await menu.start(cast(Channel, hop.channel), ops, shortcut=hop.shortcut)
+        turn = menu.turn_start(cast(Channel, hop.channel), shortcut=hop.shortcut)
+        # A new session has nothing to claim: its record is created only if absent.
+        result, _ = await _run(turn, ops, None)
         payload = SessionPayload(state=None, origin=origin, steps=1, trail=[])
         return await self._finish(
             hop, ref, menu=menu, result=result, payload=payload, node_before=""
@@ -338,10 +357,15 @@ class Dialogue:
             state = replace(state, version=menu.version, node=GONE_NODE)
         claim = _Claim(self.store, hop, record, payload)
         ops = self.operations(
-            hop.msisdn, f"{payload.origin}:{payload.steps}", claim, language=state.language
+            hop.msisdn, f"{payload.origin}:{payload.steps}", language=state.language
         )
         node_before = state.node
-        result = await menu.step(state, text, ops)
+        result, uncertain = await _run(menu.turn_step(state, text), ops, claim)
+        if uncertain:
+            # The record stays as it was before this hop (claim released by the
+            # caller): a retry or a resumed redial steps again with the same keys.
+            answer = Answer(result.screen, 0, outcome=UNCERTAIN)
+            return answer, replace(record, state=payload.dump()), claim.version
         payload.steps += 1
         payload.trail = [*(payload.trail or []), self._trail_entry(menu, node_before, text)]
         answer, new = await self._finish(
@@ -365,7 +389,7 @@ class Dialogue:
             ops = self.operations(
                 hop.msisdn, f"{payload.origin}:{payload.steps}", language=state.language
             )
-            result = await menu.show(state, ops)
+            result, _ = await _run(menu.turn_show(state), ops, None)
             payload.resume = None
             # No step taken: the next hop keeps the dropped session's keys, so
             # an operation the dropped hop may have run is recognised, not repeated.
@@ -381,7 +405,7 @@ class Dialogue:
         menu = self.menus.current
         origin = _origin(record.ref)
         ops = self.operations(hop.msisdn, f"{origin}:0")
-        result = await menu.start(cast(Channel, hop.channel), ops)
+        result, _ = await _run(menu.turn_start(cast(Channel, hop.channel)), ops, None)
         fresh = SessionPayload(state=None, origin=origin, steps=1, trail=[])
         return await self._finish(
             hop,
@@ -439,8 +463,7 @@ class Dialogue:
     def _trail_entry(menu: Menu, node_id: str, text: str | None) -> str:
         if text is None:
             return f"{node_id}:(timeout)"
-        node = menu.nodes.get(node_id)
-        if isinstance(node, InputNode) and isinstance(node.validator, PinValidator):
+        if menu.masks_input(node_id):
             return f"{node_id}:****"
         return f"{node_id}:{text}"
 
@@ -514,6 +537,8 @@ class _Claim:
         self.version = record.version
 
     async def __call__(self) -> None:
+        if self.version != self.record.version:
+            return  # claimed already in this hop
         marked = replace(self.payload, busy=[self.hop.hop_id, int(time.time() * 1000)])
         result = await self.store.save(
             replace(self.record, state=marked.dump()), self.record.version
@@ -522,3 +547,21 @@ class _Claim:
             raise LostRaceError(self.hop.hop_id)
         assert result.record is not None
         self.version = result.record.version
+
+
+async def _run(turn: Turn, ops: Operations, claim: _Claim | None) -> tuple[StepResult, bool]:
+    """Run the operations a turn asks for; the result and whether an outcome is unknown.
+
+    The claim is taken before the first operation that moves points (it
+    raises LostRaceError when another hop of the session got there first). A
+    mutating operation answering ``unavailable`` may still have committed (a
+    connection lost after COMMIT, a deadline passed): its outcome is unknown.
+    """
+    uncertain = False
+    while (pending := turn.pending) is not None:
+        if pending.mutating and claim is not None:
+            await claim()
+        result = await ops(pending.name, pending.args)
+        uncertain = uncertain or (pending.mutating and result.code == UNAVAILABLE)
+        turn.resume(result)
+    return turn.result, uncertain

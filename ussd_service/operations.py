@@ -11,7 +11,7 @@ menu shows its "try later" branch: the gateway never waits past its budget.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -64,7 +64,6 @@ class LedgerOperations:
         clock: ledger.Clock = ledger.SYSTEM_CLOCK,
         settings: ledger.LedgerSettings = ledger.DEFAULT_SETTINGS,
         provisioner: ledger.Provisioner | None = None,
-        before_mutation: Callable[[], Awaitable[None]] | None = None,
         language: str | None = None,
         catalog_cache: CatalogCache | None = None,
     ) -> None:
@@ -72,7 +71,6 @@ class LedgerOperations:
         self.msisdn = msisdn
         self.key_prefix = key_prefix
         self.deadline_s = deadline_s
-        self.before_mutation = before_mutation
         self._mutations = 0
         # What keyword-only parameters of the registry's functions are filled with.
         self._context: dict[str, Any] = {
@@ -89,10 +87,6 @@ class LedgerOperations:
         operation = REGISTRY.get(name)
         if operation is None:
             raise ValueError(f"unknown operation {name!r}")
-        if operation.mutating and self.before_mutation is not None:
-            # Once per hop, before any point moves (the dialogue's session claim).
-            claim, self.before_mutation = self.before_mutation, None
-            await claim()
         if operation.mutating:
             self._context["key"] = self._key()
         kwargs = {n: self._context[n] for n in operation.context if n in self._context}
