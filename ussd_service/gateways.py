@@ -3,7 +3,9 @@
 A thin edge (CONVENTIONS.md, "Thin HTTP edge"): the dialect parses, the core
 answers (the menu dialogue for hops, the SMS desk for messages), the dialect
 renders. A malformed request gets a 400 with a one-line reason; everything
-else gets a screen from the menu file.
+else gets a screen from the menu file. A third core takes the SMS gateway's
+delivery reports (``delivery_reports``): a 503 when the ledger cannot record
+one, so the gateway reports again.
 """
 
 from __future__ import annotations
@@ -17,8 +19,15 @@ from ussd_service.auth import check_gateway
 from ussd_service.channels import DIALECTS
 from ussd_service.channels.dialect import Route
 from ussd_service.channels.forms import bad_request
+from ussd_service.delivery_reports import (
+    DELIVERY_REPORTS,
+    DeliveryReport,
+    LedgerUnavailableError,
+    install,
+)
 from ussd_service.hop import Hop, MalformedRequestError
-from ussd_service.keys import DIALOGUE, SMS_DESK
+from ussd_service.keys import DIALOGUE, PG_POOL, SMS_DESK
+from ussd_service.sms_desk import InboundSms
 
 
 def _handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -27,14 +36,21 @@ def _handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
         try:
             if route.verify is not None:
                 await route.verify(request)
-            message = await route.parse(request)
+            message: object = await route.parse(request)
         except MalformedRequestError as exc:
             return bad_request(str(exc))
         answer: Any = None
         if isinstance(message, Hop):
             answer = await request.app[DIALOGUE].handle(message)
-        elif message is not None:
+        elif isinstance(message, InboundSms):
             answer = await request.app[SMS_DESK].answer(message)
+        elif isinstance(message, DeliveryReport):
+            try:
+                answer = await request.app[DELIVERY_REPORTS].record(request.app[PG_POOL], message)
+            except LedgerUnavailableError:
+                return web.Response(
+                    status=503, text="the ledger is unreachable\n", content_type="text/plain"
+                )
         return route.render(answer)
 
     handle.__doc__ = route.openapi.get("summary")
@@ -42,7 +58,8 @@ def _handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
 
 
 def add_routes(app: web.Application) -> None:
-    """Register every route of every dialect."""
+    """Register every route of every dialect (and the delivery-report core)."""
+    install(app)
     for dialect in DIALECTS:
         for route in dialect.routes:
             app.router.add_route(route.method, route.path, _handler(route), name=route.name)

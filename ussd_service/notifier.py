@@ -5,10 +5,17 @@ SKIP LOCKED`` and a lease, so several workers never take the same row),
 renders each message's ``sms.notifications`` template in the addressee's
 language, and hands it to a transport:
 
-* ``KannelTransport``: the operator's SMS gateway, Kannel's ``sendsms``
-  convention (query parameters ``username, password, from, to, text,
-  charset=UTF-8`` and ``coding=2`` for text outside GSM-7); any 2xx answer
-  means the gateway accepted the message.
+* ``KannelTransport``: the operator's Kannel ``sendsms`` interface. ``GET``
+  sends the query parameters ``username, password, from, to, text,
+  charset=UTF-8`` (``coding=2``, UCS-2, for text outside GSM-7); ``POST`` is
+  Kannel's own POST convention: the text as a ``text/plain; charset=UTF-8``
+  body and ``X-Kannel-Username, -Password, -From, -To, -Coding`` headers (Kannel
+  ignores a POST's query). Both ask for delivery reports (``dlr-mask`` and a
+  ``dlr-url`` naming the outbox message and attempt, on ``USSD_PUBLIC_URL``)
+  that ``/sms/dlr`` records. Any 2xx answer means Kannel took the message
+  (``0: Accepted for delivery``, ``3: Queued for later delivery``); long
+  texts are concatenated by Kannel (``concatenation``/``max-messages`` of the
+  ``sendsms-user``).
 * ``LogTransport`` (no gateway URL, development): the message is logged
   (numbers masked by the logging processor) and counts as delivered.
 
@@ -45,6 +52,7 @@ from menus.errors import UnknownTemplateError
 from menus.gsm import is_gsm7
 from menus.text import TemplateError
 from ussd_service.backends import connected
+from ussd_service.channels.sms import DLR_MASK, dlr_url, secret_fits_url
 from ussd_service.config import Settings
 from ussd_service.deliveries import keep_delivery
 from ussd_service.dialogue import DIALOGUE_TEXTS
@@ -60,6 +68,7 @@ SEND_CONCURRENCY = 8
 MAX_GATEWAY_ANSWER = 200
 # Kannel: ``coding=2`` sends the text as UCS-2 (Cyrillic); GSM-7 text goes as is.
 KANNEL_UCS2 = "2"
+KANNEL_CHARSET = "UTF-8"
 PG_POOL_MAX = 4
 # On shutdown the batch in flight gets its sends' timeout plus this to finish.
 SHUTDOWN_MARGIN_S = 5.0
@@ -75,13 +84,23 @@ class DeliveryError(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One SMS to send: attempt ``attempt`` of outbox message ``outbox_id``."""
+
+    outbox_id: int
+    attempt: int
+    to: str
+    text: str
+
+
 class Transport(Protocol):
     """Where notifications go. ``via`` names it in delivery records."""
 
     via: str
 
-    async def send(self, to: str, text: str) -> None:
-        """Deliver ``text`` to ``to`` (E.164); raise DeliveryError when not accepted."""
+    async def send(self, message: Outgoing) -> None:
+        """Deliver ``message`` (``to`` in E.164); raise DeliveryError when not accepted."""
         ...
 
 
@@ -90,12 +109,26 @@ class LogTransport:
 
     via = "log"
 
-    async def send(self, to: str, text: str) -> None:
-        log.info("sms_logged", msisdn=to, text=text)
+    async def send(self, message: Outgoing) -> None:
+        log.info("sms_logged", outbox_id=message.outbox_id, msisdn=message.to, text=message.text)
+
+
+@dataclass(frozen=True, slots=True)
+class KannelRequest:
+    """One ``sendsms`` call: the query (GET) or the headers and body (POST)."""
+
+    method: str
+    params: dict[str, str]
+    headers: dict[str, str]
+    body: bytes | None
 
 
 class KannelTransport:
-    """The operator's SMS gateway, in Kannel's ``sendsms`` HTTP convention."""
+    """The operator's SMS gateway: Kannel's ``sendsms`` interface (GET or Kannel's POST).
+
+    ``dlr_base`` (the service's address as Kannel calls it) turns delivery
+    reports on; ``dlr_secret`` (the gateway secret) rides in their URL.
+    """
 
     via = "gateway"
 
@@ -109,30 +142,58 @@ class KannelTransport:
         password: str | None = None,
         method: str = "POST",
         timeout_s: float = 10.0,
+        dlr_base: str | None = None,
+        dlr_secret: str | None = None,
     ) -> None:
         self.session = session
         self.url = url
         self.sender = sender
         self.username = username
         self.password = password
-        self.method = method
+        self.method = method.upper()
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.dlr_base = dlr_base
+        self.dlr_secret = dlr_secret
 
-    def params(self, to: str, text: str) -> dict[str, str]:
-        """The query parameters of one send."""
-        params = {"from": self.sender, "to": to, "text": text, "charset": "UTF-8"}
-        if not is_gsm7(text):
-            params["coding"] = KANNEL_UCS2
+    def fields(self, message: Outgoing) -> dict[str, str]:
+        """What Kannel is told, by ``sendsms`` query parameter name."""
+        fields = {"from": self.sender, "to": message.to, "text": message.text}
+        fields["charset"] = KANNEL_CHARSET
+        if not is_gsm7(message.text):
+            fields["coding"] = KANNEL_UCS2
         if self.username is not None:
-            params["username"] = self.username
+            fields["username"] = self.username
         if self.password is not None:
-            params["password"] = self.password
-        return params
+            fields["password"] = self.password
+        if self.dlr_base is not None:
+            fields["dlr-mask"] = str(DLR_MASK)
+            fields["dlr-url"] = dlr_url(
+                self.dlr_base, self.dlr_secret, message.outbox_id, message.attempt
+            )
+        return fields
 
-    async def send(self, to: str, text: str) -> None:
+    def request(self, message: Outgoing) -> KannelRequest:
+        """The ``sendsms`` call for ``message`` in this transport's method."""
+        fields = self.fields(message)
+        if self.method == "GET":
+            return KannelRequest("GET", fields, {}, None)
+        text = fields.pop("text")
+        charset = fields.pop("charset")
+        headers = {"Content-Type": f"text/plain; charset={charset}"}
+        for name, value in fields.items():
+            headers["X-Kannel-" + _KANNEL_HEADERS[name]] = value
+        return KannelRequest("POST", {}, headers, text.encode(_PYTHON_CHARSET[charset]))
+
+    async def send(self, message: Outgoing) -> None:
+        call = self.request(message)
         try:
             async with self.session.request(
-                self.method, self.url, params=self.params(to, text), timeout=self.timeout
+                call.method,
+                self.url,
+                params=call.params or None,
+                data=call.body,
+                headers=call.headers or None,
+                timeout=self.timeout,
             ) as resp:
                 answer = await resp.text(errors="replace")
                 if not 200 <= resp.status < 300:
@@ -140,6 +201,34 @@ class KannelTransport:
                     raise DeliveryError(f"gateway answered {resp.status}: {short}".rstrip(": "))
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise DeliveryError(f"gateway unreachable: {type(exc).__name__}") from exc
+
+
+# Kannel's POST convention: each ``sendsms`` parameter as an ``X-Kannel-*`` header.
+_KANNEL_HEADERS = {
+    "from": "From",
+    "to": "To",
+    "coding": "Coding",
+    "username": "Username",
+    "password": "Password",
+    "dlr-mask": "DLR-Mask",
+    "dlr-url": "DLR-URL",
+}
+_PYTHON_CHARSET = {KANNEL_CHARSET: "utf-8"}
+
+
+def delivery_report_base(settings: Settings) -> str | None:
+    """Where Kannel sends delivery reports (``USSD_PUBLIC_URL``); None: reports off."""
+    if settings.public_url is None:
+        log.info("delivery_reports_off", reason="USSD_PUBLIC_URL is not set")
+        return None
+    secret = settings.gateway_secret
+    if secret is not None and not secret_fits_url(secret):
+        log.warning(
+            "delivery_reports_off",
+            reason="USSD_GATEWAY_SECRET must be letters, digits and -._~ to ride in a dlr-url",
+        )
+        return None
+    return settings.public_url
 
 
 @contextlib.asynccontextmanager
@@ -158,6 +247,8 @@ async def transport_for(settings: Settings) -> AsyncIterator[Transport]:
             password=password.get_secret_value() if password is not None else None,
             method=settings.sms_gateway_method,
             timeout_s=settings.sms_gateway_timeout,
+            dlr_base=delivery_report_base(settings),
+            dlr_secret=settings.gateway_secret,
         )
 
 
@@ -281,7 +372,9 @@ class Notifier:
             return "parked"
         async with self._slots:
             try:
-                await self.transport.send(message.msisdn, text)
+                await self.transport.send(
+                    Outgoing(message.id, message.attempts, message.msisdn, text)
+                )
             except DeliveryError as exc:
                 status = await ledger.record_failure(
                     self.pool, message.id, exc.reason, clock=self.clock, settings=self.settings

@@ -82,12 +82,31 @@ async def post_sms(
     return resp.status, await resp.text()
 
 
+# Kannel's POST convention: X-Kannel-* headers, by sendsms parameter name.
+_KANNEL_HEADERS = {
+    "x-kannel-from": "from",
+    "x-kannel-to": "to",
+    "x-kannel-username": "username",
+    "x-kannel-password": "password",
+    "x-kannel-coding": "coding",
+    "x-kannel-dlr-mask": "dlr-mask",
+    "x-kannel-dlr-url": "dlr-url",
+}
+
+
 @dataclass
 class FakeGateway:
-    """The operator's SMS gateway: records what it accepted, refuses on demand."""
+    """Kannel's sendsms for failures Kannel cannot make on demand (5xx, slowness).
+
+    It reads a request as Kannel does: GET parameters from the query; a POST
+    from its ``text/plain`` body and ``X-Kannel-*`` headers, its query ignored
+    (so credentials only in a POST's query fail as on Kannel: 403).
+    ``accepted`` holds each accepted message's parameters by sendsms name.
+    """
 
     fail_first: int = 0
     down: bool = False
+    delay_s: float = 0.0
     attempts: int = 0
     accepted: list[dict[str, Any]] = field(default_factory=list)
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
@@ -95,13 +114,27 @@ class FakeGateway:
     delivered: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def sendsms(self, request: web.Request) -> web.Response:
-        params = dict(request.query)
+        if request.method == "POST":
+            params = {
+                name: request.headers[header]
+                for header, name in _KANNEL_HEADERS.items()
+                if header in request.headers
+            }
+            if request.content_type == "text/plain":
+                params["text"] = (await request.read()).decode(request.charset or "utf-8")
+                params["charset"] = request.charset or ""
+        else:
+            params = dict(request.query)
         self.requests.append((request.method, params))
         self.attempts += 1
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         if self.down:
             return web.Response(status=503, text="Service unavailable")
         if self.attempts <= self.fail_first:
             return web.Response(status=500, text="Temporary failure, try again")
+        if "username" not in params:
+            return web.Response(status=403, text="Authorization failed for sendsms")
         self.accepted.append(params)
         self.delivered.set()
         return web.Response(status=202, text="0: Accepted for delivery")

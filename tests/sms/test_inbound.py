@@ -335,7 +335,13 @@ def test_the_menu_file_has_every_reply_the_sms_desk_chooses(settings: Settings) 
 
 async def test_openapi_paths_describe_exactly_the_added_routes(client: TestClient) -> None:
     paths = openapi_document(client.app)["paths"]
-    wanted = {("/sms/inbound", "post"), ("/v1/outbox", "get")}
+    wanted = {
+        ("/sms/inbound", "get"),
+        ("/sms/inbound", "post"),
+        ("/sms/dlr", "get"),
+        ("/sms/dlr", "post"),
+        ("/v1/outbox", "get"),
+    }
     added = {
         (route.resource.canonical, route.method.lower())
         for route in client.app.router.routes()
