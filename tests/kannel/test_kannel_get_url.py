@@ -1,0 +1,251 @@
+"""SMS on 4555 through a real Kannel (the README's get-url), phones played by fakesmsc.
+
+One Kannel, one service (with its notifier) and one database for the module;
+each test texts from numbers of its own.
+"""
+
+# ruff: noqa: RUF001, RUF003 - Cyrillic commands and replies are what these tests check
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+from datetime import UTC, datetime
+
+import aiohttp
+import asyncpg
+import pytest
+from kannel_harness import KannelGateway, Phones
+from service_harness import Service
+
+import ledger
+from ledger.outbox import OutboxMessage
+from menus import MenuRegistry
+from ussd_service.dialogue import DIALOGUE_TEXTS
+from ussd_service.notifier import KannelTransport, Outgoing, render_notification
+
+KANNEL_CONVENTION = "get"
+HELP_RU = "ДАР номер баллы - подарить. ДАР - принять. НЕТ - отказ. БАЛАНС"
+TZ = "Europe/Moscow"
+_numbers = itertools.count(1)
+_keys = itertools.count(1)
+
+
+def numbers() -> tuple[str, str, str]:
+    """Three fresh numbers (E.164) and the second as people type it."""
+    n = next(_numbers)
+    sender, recipient = f"+7916{n:03d}1001", f"+7916{n:03d}2002"
+    typed = f"8 916 {n:03d}-20-02"
+    return sender, recipient, typed
+
+
+async def member(pool: asyncpg.Pool, msisdn: str, points: int = 0, language: str = "ru") -> None:
+    n = next(_keys)
+    assert (await ledger.enroll(pool, msisdn, key=f"k-enroll-{n}", language=language)).ok
+    if points:
+        assert (await ledger.accrue(pool, msisdn, points, key=f"k-accrue-{n}")).ok
+
+
+async def available(pool: asyncpg.Pool, msisdn: str) -> int:
+    return (await ledger.balance(pool, msisdn)).unwrap().available
+
+
+async def outbox_to(pool: asyncpg.Pool, msisdn: str) -> list[OutboxMessage]:
+    return [m for m in await ledger.list_outbox(pool, limit=500) if m.msisdn == msisdn]
+
+
+def rendered(message: OutboxMessage, settings_menu: str) -> str:
+    registry = MenuRegistry.from_file(settings_menu, DIALOGUE_TEXTS)
+    return render_notification(registry, message, TZ)
+
+
+async def until(check: object, within: float = 10.0) -> None:
+    """Poll an async predicate until it holds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        if await check():  # type: ignore[operator]
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+# -- gifts by SMS, the numbers typed every way, Latin text and Cyrillic UCS-2 ----------------
+
+
+@pytest.mark.parametrize(
+    ("command", "ucs2"),
+    [
+        ("DAR {typed} 100", False),
+        ("gift {plus} 100", False),
+        ("ДАР {typed} 100", True),
+        ("Подарок {e164} 100", True),
+    ],
+)
+async def test_gift_by_sms_reaches_both_phones(
+    service: Service, phones: Phones, command: str, ucs2: bool
+) -> None:
+    sender, recipient, typed = numbers()
+    plus = f"+7 ({recipient[2:5]}) {recipient[5:8]}-{recipient[8:10]}-{recipient[10:]}"
+    await member(service.pool, sender, points=500)
+    await member(service.pool, recipient)
+    text = command.format(typed=typed, plus=plus, e164=recipient[1:])
+
+    reply = await phones.ask(sender, text, ucs2=ucs2)
+
+    assert reply.sender == "4555"
+    assert reply.coding == "ucs-2"  # Cyrillic, so Kannel was told X-Kannel-Coding: 2
+    assert re.fullmatch(r"Подарок 100 б\. отправлен\. Его можно принять до .+", reply.text)
+    assert await available(service.pool, sender) == 400
+    [notice] = await phones.expect(recipient)
+    [message] = await outbox_to(service.pool, recipient)
+    assert notice.sender == "4555"
+    assert notice.coding == "ucs-2"
+    assert notice.text == rendered(message, str(service.settings.menu_file))
+    assert notice.text.startswith("Вам 100 б. от +7916")
+    assert await ledger.check(service.pool) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="menu_definitions.yaml sms.notifications.gift_received masks the sender with "
+    "{sender, phone}; the requested fix is {sender} (see the Kannel work's report)",
+)
+async def test_the_recipient_sees_who_sent_the_gift(service: Service, phones: Phones) -> None:
+    sender, recipient, typed = numbers()
+    await member(service.pool, sender, points=500)
+    await member(service.pool, recipient)
+    await phones.ask(sender, f"DAR {typed} 70")
+    [notice] = await phones.expect(recipient)
+    assert notice.text.startswith(f"Вам 70 б. от {sender}.")
+
+
+# -- the recipient answers: accept with ДАР, decline with НЕТ ----------------------------------
+
+
+async def test_recipient_accepts_with_dar_and_declines_with_net(
+    service: Service, phones: Phones
+) -> None:
+    sender, recipient, typed = numbers()
+    await member(service.pool, sender, points=500)
+    await member(service.pool, recipient)
+    await phones.ask(sender, f"DAR {typed} 100")
+    await phones.ask(sender, f"DAR {typed} 50")
+    await phones.expect(recipient, 2)
+
+    accepted = await phones.ask(recipient, "ДАР", ucs2=True)
+    assert accepted.text == "Принято 100 б. Ещё подарков: 1."
+    declined = await phones.ask(recipient, "НЕТ", ucs2=True)
+    assert declined.text == "Подарок отклонён."
+    nothing = await phones.ask(recipient, "нет", ucs2=True)
+    assert nothing.text == "Подарков для вас нет."
+
+    to_sender = await phones.expect(sender, 4)
+    texts = {m.text for m in to_sender if m.text.startswith("Ваш подарок")}
+    assert texts == {"Ваш подарок 100 б. принят.", "Ваш подарок 50 б. отклонён."}
+    assert await available(service.pool, recipient) == 100
+    assert await available(service.pool, sender) == 400  # 100 accepted, 50 back
+    assert await ledger.check(service.pool) == []
+
+
+# -- balance and help ---------------------------------------------------------------------------
+
+
+async def test_balance_and_help_in_both_scripts(service: Service, phones: Phones) -> None:
+    russian, english, _ = numbers()
+    stranger = english.replace("2002", "3003")
+    await member(service.pool, russian, points=250)
+    await member(service.pool, english, points=40, language="en")
+
+    balance = await phones.ask(russian, "БАЛАНС", ucs2=True)
+    assert (balance.text, balance.coding) == ("Баланс: 250 б. Ожидают: 0.", "ucs-2")
+    latin = await phones.ask(english, "balance")
+    # GSM-7 text goes as plain text: no X-Kannel-Coding, no UCS-2.
+    assert (latin.text, latin.coding) == ("Balance: 40 points. Pending: 0.", "text")
+    assert (await phones.ask(stranger, "HELP")).text == HELP_RU
+    assert (await phones.ask(stranger, "помощь", ucs2=True)).text == HELP_RU
+    assert (await phones.ask(english, "what?")).text == (
+        "GIFT number points - give. GIFT - accept. NO - decline. BALANCE"
+    )
+
+
+# -- Kannel's retry: the same message twice, one effect -------------------------------------------
+
+
+async def test_a_message_kannel_retries_is_answered_once(
+    service: Service, phones: Phones, kannel: KannelGateway
+) -> None:
+    sender, recipient, typed = numbers()
+    await member(service.pool, sender, points=500)
+    await member(service.pool, recipient)
+    seen = len(service.lossy.seen)
+    service.lossy.count = 1  # the service acts, then its answer is lost: Kannel retries
+
+    reply = await phones.ask(sender, f"ДАР {typed} 120", ucs2=True, within=20)
+
+    first, retry = service.lossy.seen[seen:]
+    assert first == retry  # byte for byte, Kannel's id (%I) included
+    assert "id=" in first
+    assert reply.text.startswith("Подарок 120 б. отправлен.")
+    await asyncio.sleep(1.5)  # nothing else comes: one reply only
+    assert [m.text for m in phones.to(sender)] == [reply.text]
+    pending = (await ledger.pending_gifts(service.pool, recipient)).unwrap()
+    assert [(g.sender, g.points) for g in pending.items] == [(sender, 120)]
+    assert await available(service.pool, sender) == 380
+    assert len(await phones.expect(recipient)) == 1
+
+
+# -- notifications, delivery reports, long texts --------------------------------------------------
+
+
+async def test_delivery_report_marks_the_notification_delivered(
+    service: Service, phones: Phones
+) -> None:
+    sender, recipient, typed = numbers()
+    await member(service.pool, sender, points=500, language="en")
+    await member(service.pool, recipient, language="en")
+    reply = await phones.ask(sender, f"GIFT {typed} 30")
+    assert reply.coding == "text"
+    [notice] = await phones.expect(recipient)
+    assert notice.coding == "text"
+    assert " sent you 30 points. Reply GIFT by " in notice.text
+
+    async def delivered() -> bool:
+        [message] = await outbox_to(service.pool, recipient)
+        return message.dlr is not None and message.dlr.status == "delivered"
+
+    await until(delivered)
+    [message] = await outbox_to(service.pool, recipient)
+    assert message.status == "sent"
+    assert message.dlr is not None
+    assert message.dlr.attempt == message.attempts == 1
+    assert abs((message.dlr.at - datetime.now(UTC)).total_seconds()) < 60
+    metrics = await service.metrics()
+    delivered_count = re.search(
+        r'^ussd_sms_delivery_reports_total\{result="delivered"\} (\S+)$', metrics, re.MULTILINE
+    )
+    assert delivered_count is not None
+    assert float(delivered_count.group(1)) >= 1
+    body = await service.get_json("/v1/outbox", status="sent")
+    assert message.id in [item["id"] for item in body["items"]]  # type: ignore[index]
+
+
+async def test_a_long_cyrillic_text_arrives_concatenated(
+    service: Service, phones: Phones, kannel: KannelGateway
+) -> None:
+    _, recipient, _ = numbers()
+    text = "Длинное уведомление: " + " ".join(f"слово{n}" for n in range(25))
+    assert len(text) > 140  # three UCS-2 parts
+    async with aiohttp.ClientSession() as http:
+        transport = KannelTransport(
+            http,
+            kannel.sendsms_url,
+            sender="4555",
+            username=service.settings.sms_gateway_username,
+            password=kannel.sendsms_password,
+        )
+        await transport.send(Outgoing(outbox_id=1, attempt=1, to=recipient, text=text))
+    [notice] = await phones.expect(recipient)
+    assert notice.parts >= 3
+    assert (notice.text, notice.coding) == (text, "ucs-2")
