@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest bench clean kannel
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,26 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
-pytest: $(VENV)/.installed-test
+pytest: $(VENV)/.installed-test kannel
 	$(BIN)/pytest $(ARGS)
+
+# tests/kannel run a real Kannel (bearerbox, smsbox; fakesmsc from kannel-extras).
+# As root the Debian packages are installed when missing; otherwise say which.
+KANNEL_PACKAGES := kannel kannel-extras
+FAKESMSC ?= /usr/lib/kannel/test/fakesmsc
+kannel:
+	@if ! command -v bearerbox >/dev/null 2>&1 && [ ! -x /usr/sbin/bearerbox ] \
+	   || [ ! -x $(FAKESMSC) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing $(KANNEL_PACKAGES) for tests/kannel"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends $(KANNEL_PACKAGES) >/dev/null; \
+	  else \
+	    echo "tests/kannel need Kannel: install the Debian packages $(KANNEL_PACKAGES)" \
+	      "(sudo apt-get install $(KANNEL_PACKAGES)), or run make test as root" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
 
 test: lint typecheck pytest
 
