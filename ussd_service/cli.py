@@ -80,8 +80,8 @@ def serve(
 ) -> None:
     """Run the service; starts embedded Redis/PostgreSQL when no URLs are set.
 
-    Embedded servers that die are restarted; if one keeps dying, serve stops
-    and exits 1 (for systemd or the like to restart it).
+    Embedded servers and workers that die are restarted; if one keeps dying,
+    serve stops and exits 1 (for systemd or the like to restart it).
     """
     settings = _settings(
         log_to_stderr=False, host=host, port=port, menu_file=menu_file, data_dir=data_dir
@@ -96,8 +96,9 @@ def serve(
         with supervised_servers(settings) as (resolved, supervisor):
             _prepare_database(resolved, external=settings.database_url is not None)
             log.info("serving", url=f"http://{resolved.host}:{resolved.port}", workers=workers)
+            workers_healthy = True
             if workers > 1:
-                run_workers(resolved, workers)
+                workers_healthy = run_workers(resolved, workers)
             else:
                 web.run_app(
                     create_app(resolved, menus=menus, reload_signal=True),
@@ -112,6 +113,8 @@ def serve(
         raise click.ClickException(f"embedded servers in {settings.data_dir}: {exc}") from None
     if gave_up:
         raise click.ClickException("stopped: an embedded server kept dying (see the log)")
+    if not workers_healthy:
+        raise click.ClickException("stopped: workers kept dying (see the log)")
 
 
 # How long `serve` waits for PostgreSQL at start before it gives up with an error.

@@ -3,9 +3,10 @@
 Each worker is a fresh interpreter (``spawn``: no state forked from the
 parent) that builds its own app and listens with ``SO_REUSEPORT``, so the
 kernel spreads connections over the workers. The parent owns the embedded
-servers and stops them after every worker has exited. A worker dies with its
-parent (``PR_SET_PDEATHSIG``): after a kill -9 of the parent no worker keeps
-the port answering 503, and a new ``serve`` can bind it at once.
+servers and stops them after every worker has exited; a worker that dies
+meanwhile is replaced. A worker dies with its parent (``PR_SET_PDEATHSIG``):
+after a kill -9 of the parent no worker keeps the port answering 503, and a
+new ``serve`` can bind it at once.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import time
+from collections import deque
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
 from types import FrameType
 
 import structlog
@@ -27,6 +32,9 @@ from ussd_service.logs import configure_logging
 
 log = structlog.get_logger(__name__)
 WORKER_STOP_TIMEOUT_S = 30.0
+# A worker that keeps dying is a bug or a broken host: stop rather than spin.
+MAX_WORKER_RESTARTS = 5
+WORKER_RESTART_WINDOW_S = 60.0
 
 
 def _worker(settings_json: str, parent_pid: int) -> None:
@@ -47,24 +55,39 @@ def _worker(settings_json: str, parent_pid: int) -> None:
     )
 
 
-def run_workers(settings: Settings, count: int) -> None:
-    """Run ``count`` worker processes until SIGINT/SIGTERM, then stop them all."""
+def run_workers(settings: Settings, count: int) -> bool:
+    """Run ``count`` worker processes until SIGINT/SIGTERM, then stop them all.
+
+    A worker that dies is replaced. After ``MAX_WORKER_RESTARTS`` replacements
+    within ``WORKER_RESTART_WINDOW_S`` every worker is stopped and False is
+    returned (``serve`` then exits non-zero); True means stopped on request.
+    """
     context = multiprocessing.get_context("spawn")
-    workers = [
-        context.Process(
-            target=_worker, args=(settings.model_dump_json(), os.getpid()), name=f"worker-{n}"
+    settings_json = settings.model_dump_json()
+
+    def start(n: int) -> BaseProcess:
+        worker = context.Process(
+            target=_worker, args=(settings_json, os.getpid()), name=f"worker-{n}"
         )
-        for n in range(count)
-    ]
-    for worker in workers:
         worker.start()
+        return worker
+
+    workers = [start(n) for n in range(count)]
     log.info("workers_started", pids=[w.pid for w in workers])
+    stopping = False
+    signalled: set[int | None] = set()
+
+    def terminate_all() -> None:
+        # SIGTERM once per worker: aiohttp's graceful shutdown in each.
+        for worker in workers:
+            if worker.is_alive() and worker.pid not in signalled:
+                signalled.add(worker.pid)
+                worker.terminate()
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
-        # SIGTERM: aiohttp's graceful shutdown in each worker.
-        for worker in workers:
-            if worker.is_alive():
-                worker.terminate()
+        nonlocal stopping
+        stopping = True
+        terminate_all()
 
     def reload(_signum: int, _frame: FrameType | None) -> None:
         for worker in workers:
@@ -73,14 +96,32 @@ def run_workers(settings: Settings, count: int) -> None:
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reload)
+    restarts: deque[float] = deque()
+    healthy = True
     try:
-        for worker in workers:
-            worker.join()
+        while not stopping:
+            wait([w.sentinel for w in workers])
+            for n, worker in enumerate(workers):
+                if stopping or worker.is_alive():
+                    continue
+                log.warning("worker_died", worker=n, pid=worker.pid, exit_code=worker.exitcode)
+                now = time.monotonic()
+                while restarts and now - restarts[0] > WORKER_RESTART_WINDOW_S:
+                    restarts.popleft()
+                if len(restarts) >= MAX_WORKER_RESTARTS:
+                    log.error("workers_gave_up", restarts=len(restarts))
+                    healthy, stopping = False, True
+                    break
+                restarts.append(now)
+                workers[n] = start(n)
+                log.info("worker_restarted", worker=n, pid=workers[n].pid)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        terminate_all()
         for worker in workers:
             worker.join(WORKER_STOP_TIMEOUT_S)
             if worker.is_alive():
                 worker.kill()
     log.info("workers_stopped", exit_codes=[w.exitcode for w in workers])
+    return healthy

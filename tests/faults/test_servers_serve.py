@@ -156,8 +156,26 @@ def test_killed_servers_are_restarted_and_a_crash_loop_stops_serve(data_dir: Pat
         service.stop(signal.SIGKILL)
 
 
-def test_workers_and_servers_die_with_a_killed_parent(data_dir: Path) -> None:
+def _workers(service: Serve) -> set[int]:
+    return {
+        p.pid
+        for p in psutil.Process(service.proc.pid).children()
+        if "spawn_main" in " ".join(p.cmdline())
+    }
+
+
+def test_workers_are_replaced_and_die_with_a_killed_parent(data_dir: Path) -> None:
     service = Serve(data_dir, "--workers", "2")
+    # A worker killed on its own is replaced; the port keeps answering.
+    first = _workers(service)
+    assert len(first) == 2
+    victim = min(first)
+    os.kill(victim, signal.SIGKILL)
+    replaced = _wait_for(lambda: len(_workers(service) - first) == 1, 10)
+    assert replaced is not None, service.output()
+    assert victim not in _workers(service)
+    assert _wait_for(lambda: _ready(service.port), 10) is not None
+
     family = [p.pid for p in service.descendants()]
     assert len(family) >= 4  # two workers, Redis, PostgreSQL (and its backends)
     service.proc.kill()
