@@ -280,6 +280,8 @@ class Phones:
     _log: list[str] = field(default_factory=list)
 
     async def start(self) -> None:
+        """Start fakesmsc (again): it numbers the messages it sends from 1."""
+        self._sent = self._sent_seen = 0
         self.proc = await asyncio.create_subprocess_exec(
             binary("fakesmsc"),
             "-H",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -9,7 +12,14 @@ import asyncpg
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+import ledger
+from ledger.outbox import OutboxMessage
+from menus import MenuRegistry
 from ussd_service.config import Settings
+from ussd_service.dialogue import DIALOGUE_TEXTS
+from ussd_service.notifier import render_notification
+
+TZ = "Europe/Moscow"
 
 
 @dataclass
@@ -52,3 +62,46 @@ class Service:
     async def metrics(self) -> str:
         async with self.http.get(self.url + "/metrics") as resp:
             return await resp.text()
+
+
+_numbers = itertools.count(1)
+_keys = itertools.count(1)
+
+
+def numbers() -> tuple[str, str, str]:
+    """Three fresh numbers (E.164) and the second as people type it."""
+    n = next(_numbers)
+    sender, recipient = f"+7916{n:03d}1001", f"+7916{n:03d}2002"
+    typed = f"8 916 {n:03d}-20-02"
+    return sender, recipient, typed
+
+
+async def member(pool: asyncpg.Pool, msisdn: str, points: int = 0, language: str = "ru") -> None:
+    n = next(_keys)
+    assert (await ledger.enroll(pool, msisdn, key=f"k-enroll-{n}", language=language)).ok
+    if points:
+        assert (await ledger.accrue(pool, msisdn, points, key=f"k-accrue-{n}")).ok
+
+
+async def available(pool: asyncpg.Pool, msisdn: str) -> int:
+    return (await ledger.balance(pool, msisdn)).unwrap().available
+
+
+async def outbox_to(pool: asyncpg.Pool, msisdn: str) -> list[OutboxMessage]:
+    return [m for m in await ledger.list_outbox(pool, limit=500) if m.msisdn == msisdn]
+
+
+def rendered(message: OutboxMessage, settings_menu: str) -> str:
+    registry = MenuRegistry.from_file(settings_menu, DIALOGUE_TEXTS)
+    return render_notification(registry, message, TZ)
+
+
+async def until(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
+    """Poll an async predicate until it holds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        if await check():
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)

@@ -9,66 +9,19 @@ each test texts from numbers of its own.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import re
 from datetime import UTC, datetime
 
 import aiohttp
-import asyncpg
 import pytest
 from kannel_harness import KannelGateway, Phones
-from service_harness import Service
+from service_harness import Service, available, member, numbers, outbox_to, rendered, until
 
 import ledger
-from ledger.outbox import OutboxMessage
-from menus import MenuRegistry
-from ussd_service.dialogue import DIALOGUE_TEXTS
-from ussd_service.notifier import KannelTransport, Outgoing, render_notification
+from ussd_service.notifier import KannelTransport, Outgoing
 
 KANNEL_CONVENTION = "get"
 HELP_RU = "ДАР номер баллы - подарить. ДАР - принять. НЕТ - отказ. БАЛАНС"
-TZ = "Europe/Moscow"
-_numbers = itertools.count(1)
-_keys = itertools.count(1)
-
-
-def numbers() -> tuple[str, str, str]:
-    """Three fresh numbers (E.164) and the second as people type it."""
-    n = next(_numbers)
-    sender, recipient = f"+7916{n:03d}1001", f"+7916{n:03d}2002"
-    typed = f"8 916 {n:03d}-20-02"
-    return sender, recipient, typed
-
-
-async def member(pool: asyncpg.Pool, msisdn: str, points: int = 0, language: str = "ru") -> None:
-    n = next(_keys)
-    assert (await ledger.enroll(pool, msisdn, key=f"k-enroll-{n}", language=language)).ok
-    if points:
-        assert (await ledger.accrue(pool, msisdn, points, key=f"k-accrue-{n}")).ok
-
-
-async def available(pool: asyncpg.Pool, msisdn: str) -> int:
-    return (await ledger.balance(pool, msisdn)).unwrap().available
-
-
-async def outbox_to(pool: asyncpg.Pool, msisdn: str) -> list[OutboxMessage]:
-    return [m for m in await ledger.list_outbox(pool, limit=500) if m.msisdn == msisdn]
-
-
-def rendered(message: OutboxMessage, settings_menu: str) -> str:
-    registry = MenuRegistry.from_file(settings_menu, DIALOGUE_TEXTS)
-    return render_notification(registry, message, TZ)
-
-
-async def until(check: object, within: float = 10.0) -> None:
-    """Poll an async predicate until it holds."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        if await check():  # type: ignore[operator]
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 # -- gifts by SMS, the numbers typed every way, Latin text and Cyrillic UCS-2 ----------------
