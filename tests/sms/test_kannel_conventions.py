@@ -10,6 +10,8 @@ future Kannel could send, and the reply headers Kannel depends on.
 from __future__ import annotations
 
 import base64
+import re
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -20,6 +22,9 @@ from sms_harness import RECIPIENT, SENDER, available, member, sms_app
 import ledger
 from ussd_service.channels.dialect import GatewayRequest
 from ussd_service.channels.sms import (
+    GET_URL_QUERY,
+    PATH,
+    POST_URL_QUERY,
     KannelGetClient,
     KannelPostClient,
     new_message_id,
@@ -184,3 +189,14 @@ async def test_kannel_presents_the_secret_from_its_url_as_basic_auth(
         assert (await deliver(client, request, {"Authorization": wrong}))[0] == 401
         status, body, _ = await deliver(client, request, {"Authorization": basic})
         assert (status, body) == (200, HELP_RU)
+
+
+def test_the_readme_configures_kannel_with_the_urls_the_dialect_reads() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## SMS through Kannel") :]
+    get_url = re.search(r'^get-url = "http://kannel:[^@]+@[^/]+(/\S+)"$', section, re.M)
+    post_url = re.search(r'^post-url = "http://kannel:[^@]+@[^/]+(/\S+)"$', section, re.M)
+    assert get_url is not None
+    assert post_url is not None
+    assert get_url.group(1) == f"{PATH}?{GET_URL_QUERY}"
+    assert post_url.group(1) == f"{PATH}?{POST_URL_QUERY}"
