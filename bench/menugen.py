@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 from ussd_service.dialogue import DIALOGUE_TEXTS
+from ussd_service.menu_files import SMS_REPLIES
 
 # Keys 1..7 lead down the tree; 8 leads to the operator (every node needs a
 # path to a final screen); 9 is the IVR "more" key and stays free.
@@ -80,7 +81,9 @@ def menu_document(nodes: int) -> dict[str, object]:
     texts = dict(HEADER["texts"])  # type: ignore[call-overload]
     for name in DIALOGUE_TEXTS:  # whatever else the service requires of every menu
         texts.setdefault(name, _text(name.replace("_", " ").capitalize() + "."))
-    return {**HEADER, "texts": texts, "nodes": body}
+    # The SMS desk's replies, plain (the bench sends no SMS, but the service loads them).
+    replies = {name: _text(name.replace("_", " ").capitalize() + ".") for name in SMS_REPLIES}
+    return {**HEADER, "texts": texts, "nodes": body, "sms": {"replies": replies}}
 
 
 def generate(nodes: int, path: Path) -> Path:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.menugen import generate
-from menus import Menu, OperationResult, SessionState, load_menu
+from menus import Menu, OperationResult, SessionState
+from ussd_service.menu_files import load_menus
 
 BATCH = 200
 
@@ -93,7 +94,7 @@ async def _time_real(menu: Menu, walk: list[str], value: str | None, seconds: fl
 
 def run_real(path: Path, seconds: float) -> dict[str, float]:
     """Engine cost (us) of navigation hops of the real menu, operations stubbed."""
-    menu = load_menu(path)
+    menu = load_menus(path).current
     return {
         label: asyncio.run(_time_real(menu, walk, value, seconds))
         for label, walk, value in REAL_HOPS
@@ -106,7 +107,7 @@ def run(sizes: list[int], depths: list[int], workdir: Path, seconds: float) -> d
     for size in sizes:
         path = generate(size, workdir / f"micro-{size}.yaml")
         started = time.perf_counter()
-        menu = load_menu(path)
+        menu = load_menus(path).current
         load_s = time.perf_counter() - started
         depths_out = {}
         for depth in depths:

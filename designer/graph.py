@@ -16,16 +16,9 @@ from pathlib import Path
 
 import click
 
-from menus import MenuError, load_menu
-from menus.model import (
-    ActionNode,
-    ConfirmNode,
-    InputNode,
-    ListNode,
-    MenuFile,
-    MenuNode,
-    RouteNode,
-)
+from menus import MenuError
+from menus.model import MenuFile
+from ussd_service.menu_files import load_menus
 
 DOT_PROGRAM = "dot"
 DOT_TIMEOUT_S = 60.0
@@ -94,34 +87,19 @@ def _short(text: str) -> str:
     return one_line if len(one_line) <= MAX_LABEL else one_line[: MAX_LABEL - 1] + "…"
 
 
-def edges(model: MenuFile, channel: str) -> Iterator[Edge]:  # noqa: PLR0912 - one branch per kind
-    """Every transition of the tree on ``channel``."""
-    for node_id, node in model.nodes.items():
-        if isinstance(node, MenuNode):
-            for option in node.options:
-                if option.channels is None or channel in option.channels:
-                    label = option.key + (f" if {option.when}" if option.when else "")
-                    yield Edge(node_id, option.target, label)
-        elif isinstance(node, InputNode):
-            yield Edge(node_id, node.next, "valid")
-            if node.on_failure:
-                yield Edge(node_id, node.on_failure, "too many errors")
-        elif isinstance(node, ConfirmNode):
-            yield Edge(node_id, node.yes, "1 yes")
-            yield Edge(node_id, node.no, "2 no")
-        elif isinstance(node, ActionNode):
-            for code, target in node.results.items():
-                yield Edge(node_id, target, code)
-        elif isinstance(node, ListNode):
-            if node.next:
-                yield Edge(node_id, node.next, "item")
-            yield Edge(node_id, node.empty, "empty")
-            for code, target in node.results.items():
-                yield Edge(node_id, target, code)
-        elif isinstance(node, RouteNode):
-            for route in node.routes:
-                yield Edge(node_id, route.target, route.when)
-            yield Edge(node_id, node.default, "default")
+def edges(model: MenuFile, channel: str) -> Iterator[Edge]:
+    """Every way out of every node on ``channel`` that the menu file names.
+
+    The edges come from the menu model (each node kind says its own); the
+    menu-wide ones (too many failures -> operator, backend unavailable) are
+    left out, as they would connect every node.
+    """
+    for node_id, ways in model.graph().items():
+        for way in ways:
+            if way.implicit or (way.channels is not None and channel not in way.channels):
+                continue
+            label = way.label if way.when in (None, way.label) else f"{way.label} if {way.when}"
+            yield Edge(node_id, way.target, label)
 
 
 def _kind(node: object) -> str:
@@ -270,7 +248,7 @@ def render_svg(dot_source: str, program: str) -> str:
 def graph(fmt: str, channel: str, menu_file: Path, lang: str | None) -> None:
     """Draw the menu tree (Mermaid, Graphviz DOT, or SVG through dot)."""
     try:
-        model = load_menu(menu_file).model
+        model = load_menus(menu_file).current.model
     except MenuError as exc:
         raise click.ClickException(f"{menu_file}: the menu does not load: {exc}") from None
     language = lang or model.default_language

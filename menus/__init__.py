@@ -15,8 +15,8 @@ from menus.engine import Menu, OperationCall, SessionState, StepResult, parse_sh
 from menus.errors import Diagnostic, MenuError, UnknownTemplateError, UnknownVersionError
 from menus.nodes import KINDS, Edge, NodeKind, edges_of
 from menus.operations import (
+    NO_OPERATIONS,
     OK,
-    OPERATIONS,
     UNAVAILABLE,
     OperationResult,
     Operations,
@@ -33,8 +33,8 @@ from menus.validate import load_menu, validate_file, validate_text
 
 __all__ = [
     "KINDS",
+    "NO_OPERATIONS",
     "OK",
-    "OPERATIONS",
     "UNAVAILABLE",
     "Diagnostic",
     "Edge",

@@ -32,7 +32,7 @@ from menus.hop import REASON_UNKNOWN_NODE, Hop
 from menus.model import IvrSettings, MenuFile, Node, UssdSettings
 from menus.nodes import Edge
 from menus.operations import (
-    OPERATIONS,
+    NO_OPERATIONS,
     OperationResult,
     Operations,
     OperationTable,
@@ -57,7 +57,7 @@ class Menu:
         model: MenuFile,
         version: str,
         source: str = "",
-        operations: OperationTable = OPERATIONS,
+        operations: OperationTable = NO_OPERATIONS,
     ) -> None:
         self.model = model
         self.version = version

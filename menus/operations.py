@@ -11,14 +11,15 @@ fills placeholders.
 An operation table (name -> ``OperationSpec``) is the contract: the validator
 rejects unknown operation names, unknown arguments and branches on result
 codes an operation cannot return, and ``PendingOperation.mutating`` comes from
-it. The table is passed in (``load_menu(..., operations=...)``); ``OPERATIONS``
-below is the default until the service owns its table.
+it. The program running the menus owns its table and passes it in
+(``load_menu(..., operations=...)``); ``menus`` knows no operation by itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol
 
 OK = "ok"
@@ -69,73 +70,10 @@ class OperationSpec:
     optional_args: frozenset[str] = frozenset()
 
 
-def _spec(
-    args: tuple[str, ...],
-    codes: tuple[str, ...],
-    *,
-    mutating: bool,
-    optional: tuple[str, ...] = (),
-) -> OperationSpec:
-    return OperationSpec(
-        args=frozenset(args),
-        codes=frozenset((OK, UNAVAILABLE, *codes)),
-        mutating=mutating,
-        optional_args=frozenset(optional),
-    )
-
-
 OperationTable = Mapping[str, OperationSpec]
 
-# Result data (keys) per operation, for placeholder authors:
-#   subscriber     -> status ("not_enrolled" | "active" | "blocked"), language
-#   enroll         -> status
-#   balance        -> available, pending_in, pending_out, expiring_points, expiring_date
-#   history        -> items: [{kind, points, created_at}]
-#   catalog        -> items: [{code, title, description, price, category}]
-#   redeem         -> reward_title, points, available, redemption_id
-#   gift           -> gift_id, points, recipient, expires_at, available
-#   pending_gifts  -> items: [{gift_id, sender, points, expires_at}], count
-#   accept_gift    -> gift_id, points, sender, available, remaining (pending gifts left)
-#   decline_gift   -> gift_id, points, sender, remaining
-#   set_language   -> language
-OPERATIONS: OperationTable = {
-    "subscriber": _spec((), (), mutating=False),
-    "enroll": _spec((), ("already_enrolled", "blocked"), mutating=True),
-    "balance": _spec((), ("not_enrolled", "blocked"), mutating=False),
-    "history": _spec((), ("not_enrolled",), mutating=False, optional=("limit",)),
-    "catalog": _spec((), (), mutating=False, optional=("category",)),
-    "redeem": _spec(
-        ("reward_code",),
-        ("not_enrolled", "blocked", "insufficient_points", "unknown_reward"),
-        mutating=True,
-    ),
-    "gift": _spec(
-        ("recipient", "points"),
-        (
-            "not_enrolled",
-            "blocked",
-            "invalid_recipient",
-            "recipient_not_enrolled",
-            "self_gift",
-            "insufficient_points",
-            "below_minimum",
-            "above_maximum",
-            "daily_cap_exceeded",
-        ),
-        mutating=True,
-    ),
-    "pending_gifts": _spec((), (), mutating=False),
-    "accept_gift": _spec(
-        (),
-        ("no_pending_gift", "gift_expired", "gift_not_pending"),
-        mutating=True,
-        optional=("gift_id",),
-    ),
-    "decline_gift": _spec(
-        (),
-        ("no_pending_gift", "gift_expired", "gift_not_pending"),
-        mutating=True,
-        optional=("gift_id",),
-    ),
-    "set_language": _spec(("language",), ("unsupported_language",), mutating=True),
-}
+#: No operations at all: the default for a menu that runs none. A program
+#: that runs operations passes its own table (the service derives its table
+#: from the ledger functions it links each name to).
+NO_OPERATIONS: OperationTable = MappingProxyType({})
+

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from menus.engine import Menu
 from menus.errors import MenuError, UnknownVersionError
-from menus.operations import OPERATIONS, OperationTable
+from menus.operations import NO_OPERATIONS, OperationTable
 from menus.validate import load_menu
 
 
@@ -26,9 +26,11 @@ class MenuRegistry:
         menu: Menu,
         service_texts: Sequence[str] = (),
         operations: OperationTable | None = None,
+        sms_replies: Sequence[str] = (),
     ) -> None:
         self.service_texts = tuple(service_texts)
         self.operations = menu.operations if operations is None else operations
+        self.sms_replies = tuple(sms_replies)
         self._versions: dict[str, Menu] = {menu.version: menu}
         self._current = menu
         self._lock = threading.Lock()
@@ -38,14 +40,17 @@ class MenuRegistry:
         cls,
         path: str | Path,
         service_texts: Sequence[str] = (),
-        operations: OperationTable = OPERATIONS,
+        operations: OperationTable = NO_OPERATIONS,
+        sms_replies: Sequence[str] = (),
     ) -> MenuRegistry:
         """A registry whose first version is the file at ``path`` (raises MenuError).
 
         Every version it loads must define ``service_texts`` besides the
-        engine's texts, and may name only operations of ``operations``.
+        engine's texts and the ``sms_replies``, and may name only operations
+        of ``operations``.
         """
-        return cls(load_menu(path, service_texts, operations), service_texts, operations)
+        menu = load_menu(path, service_texts, operations, sms_replies)
+        return cls(menu, service_texts, operations, sms_replies)
 
     @property
     def current(self) -> Menu:
@@ -66,9 +71,8 @@ class MenuRegistry:
 
     def reload(self, path: str | Path) -> Menu:
         """Load ``path`` and make it current; on MenuError the current version stays."""
-        menu = load_menu(
-            path, self.service_texts, self.operations
-        )  # raises MenuError before anything changes
+        # Raises MenuError before anything changes.
+        menu = load_menu(path, self.service_texts, self.operations, self.sms_replies)
         with self._lock:
             self._current = self._versions.setdefault(menu.version, menu)
         return self._current

@@ -28,7 +28,7 @@ from menus.gsm import measure
 from menus.locate import Checker, Locator, read_yaml, schema_errors
 from menus.model import LocalText, MenuFile, Text
 from menus.nodes import Path_
-from menus.operations import OPERATIONS, OperationTable
+from menus.operations import NO_OPERATIONS, OperationTable
 from menus.screen import PageLimits
 from menus.text import Placeholder, Segment, TemplateError, parse_template, placeholders
 from menus.text import render_worst as worst_text
@@ -59,12 +59,14 @@ class _Validator:
         model: MenuFile,
         checker: Checker,
         service_texts: Sequence[str] = (),
-        operations: OperationTable = OPERATIONS,
+        operations: OperationTable = NO_OPERATIONS,
+        sms_replies: Sequence[str] = (),
     ) -> None:
         self.model = model
         self.checker = checker
         self.service_texts = service_texts
         self.operations = operations
+        self.sms_replies = sms_replies
         self.report = checker.report
         self.languages = list(dict.fromkeys(model.languages))
         # Parsed templates per text path and language (for length checks).
@@ -80,6 +82,10 @@ class _Validator:
         for name in self.service_texts:
             if name not in model.texts:
                 self.report(("texts",), f"the service's text '{name}' is missing from texts")
+        for name in self.sms_replies:
+            if name not in model.sms.replies:
+                message = f"the service's SMS reply '{name}' is missing from sms.replies"
+                self.report(("sms",), message)
         for path, text in _texts_in(model):
             self.check_text(path, text)
         self.check_entries()
@@ -270,13 +276,15 @@ def validate_text(
     text: str,
     file: str = "<menu>",
     service_texts: Sequence[str] = (),
-    operations: OperationTable = OPERATIONS,
+    operations: OperationTable = NO_OPERATIONS,
+    sms_replies: Sequence[str] = (),
 ) -> tuple[MenuFile | None, list[Diagnostic]]:
     """Check a menu file's content; the model (None on schema errors) and the findings.
 
     ``service_texts`` names texts the program running the menu needs beyond
     the engine's own (the service's "session expired", for example);
-    ``operations`` is the table of operations nodes may name.
+    ``operations`` is the table of operations nodes may name; ``sms_replies``
+    names the ``sms.replies`` the program answers SMS with.
     """
     checker = Checker(file, Locator(None))
     doc = read_yaml(text, checker)
@@ -293,7 +301,7 @@ def validate_text(
     except ValidationError as err:
         schema_errors(err, checker)
         return None, sorted(checker.diagnostics, key=lambda d: (d.line, d.col))
-    _Validator(model, checker, service_texts, operations).run()
+    _Validator(model, checker, service_texts, operations, sms_replies).run()
     return model, sorted(checker.diagnostics, key=lambda d: (d.line, d.col))
 
 
@@ -308,13 +316,14 @@ def _read(path: str | Path) -> tuple[str | None, bytes, list[Diagnostic]]:
 def validate_file(
     path: str | Path,
     service_texts: Sequence[str] = (),
-    operations: OperationTable = OPERATIONS,
+    operations: OperationTable = NO_OPERATIONS,
+    sms_replies: Sequence[str] = (),
 ) -> list[Diagnostic]:
     """Every finding for the file at ``path`` (errors and warnings), in line order."""
     text, _data, problems = _read(path)
     if text is None:
         return problems
-    return validate_text(text, str(path), service_texts, operations)[1]
+    return validate_text(text, str(path), service_texts, operations, sms_replies)[1]
 
 
 def version_of(data: bytes) -> str:
@@ -325,13 +334,14 @@ def version_of(data: bytes) -> str:
 def load_menu(
     path: str | Path,
     service_texts: Sequence[str] = (),
-    operations: OperationTable = OPERATIONS,
+    operations: OperationTable = NO_OPERATIONS,
+    sms_replies: Sequence[str] = (),
 ) -> Menu:
     """Load, validate and compile a menu file; raises MenuError with the diagnostics."""
     text, data, problems = _read(path)
     if text is None:
         raise MenuError(problems)
-    model, diagnostics = validate_text(text, str(path), service_texts, operations)
+    model, diagnostics = validate_text(text, str(path), service_texts, operations, sms_replies)
     if model is None or any(d.level == "error" for d in diagnostics):
         raise MenuError(diagnostics)
     menu = Menu(model, version_of(data), str(path), operations)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from menus import load_menu
 from ussd_service.app import create_app
 from ussd_service.channels import DIALECTS
 from ussd_service.config import Settings
+from ussd_service.menu_files import load_menus
 from ussd_service.openapi import PATHS
 
 MENU_FILE = Path(__file__).resolve().parents[1] / "menu_definitions.yaml"
@@ -27,7 +27,7 @@ async def test_healthz_and_readyz_answer_with_real_servers(client: TestClient) -
     assert body["checks"]["redis"] == "ok"
     assert body["checks"]["postgres"] == "ok"
     assert body["checks"]["menu"] == "ok"
-    assert body["menu_version"] == load_menu(MENU_FILE).version
+    assert body["menu_version"] == load_menus(MENU_FILE).current.version
 
 
 async def test_readyz_is_503_not_500_when_postgres_is_unreachable(servers, tmp_path) -> None:

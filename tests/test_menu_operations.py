@@ -2,18 +2,49 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
 import ledger
-from menus.operations import OPERATIONS
+from menus import MenuError
+from menus.operations import OperationSpec
+from ussd_service.menu_files import load_menus
 from ussd_service.menu_operations import REGISTRY, Operation, menu_operations
 
+MENU_FILE = Path(__file__).resolve().parents[1] / "menu_definitions.yaml"
 
-def test_the_registry_derives_exactly_the_table_the_menus_were_written_against() -> None:
-    assert menu_operations() == dict(OPERATIONS)
+
+def test_the_registry_derives_the_table_the_menus_are_checked_against() -> None:
+    table = menu_operations()
+    assert set(table) == {
+        "subscriber", "enroll", "balance", "history", "catalog", "redeem", "gift",
+        "pending_gifts", "accept_gift", "decline_gift", "set_language",
+    }  # fmt: skip
+    gift_codes = {
+        "ok", "unavailable", "not_enrolled", "blocked", "invalid_recipient",
+        "recipient_not_enrolled", "self_gift", "insufficient_points", "below_minimum",
+        "above_maximum", "daily_cap_exceeded",
+    }  # fmt: skip
+    assert table["gift"] == OperationSpec(
+        args=frozenset({"recipient", "points"}), codes=frozenset(gift_codes), mutating=True
+    )
+    assert table["history"].optional_args == {"limit"}
+    assert table["catalog"].optional_args == {"category"}
+    assert not table["catalog"].mutating
+    # The shipped menu runs on exactly this table.
+    assert load_menus(MENU_FILE).current.operations == table
+
+
+def test_a_menu_naming_an_operation_the_registry_lacks_is_refused(tmp_path: Path) -> None:
+    text = MENU_FILE.read_text(encoding="utf-8")
+    text = text.replace("operation: gift\n", "operation: teleport\n")
+    path = tmp_path / "menu.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(MenuError, match="unknown operation 'teleport'"):
+        load_menus(path)
 
 
 def test_arguments_mutation_and_codes_come_from_the_function_signature() -> None:

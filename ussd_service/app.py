@@ -19,7 +19,7 @@ from session_store.dropoff import DropoffBuffer, RedisDropoffCounters
 from ussd_service import api, gateways, handoffs, health, notifier, openapi
 from ussd_service.backends import open_pg_pool, open_redis
 from ussd_service.config import Settings
-from ussd_service.dialogue import DIALOGUE_TEXTS, Dialogue
+from ussd_service.dialogue import Dialogue
 from ussd_service.dropoff_metrics import dropoff_metrics_ctx
 from ussd_service.keys import (
     DIALOGUE,
@@ -31,6 +31,7 @@ from ussd_service.keys import (
     SETTINGS,
     SMS_DESK,
 )
+from ussd_service.menu_files import load_menus
 from ussd_service.menu_operations import CatalogCache
 from ussd_service.metrics import Metrics
 from ussd_service.operations import LedgerOperations
@@ -203,7 +204,7 @@ def create_app(
     app = web.Application(middlewares=[request_context], client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[METRICS] = Metrics.create()
-    app[MENUS] = menus or MenuRegistry.from_file(settings.menu_file, DIALOGUE_TEXTS)
+    app[MENUS] = menus or load_menus(settings.menu_file)
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_postgres_ctx)
     app.cleanup_ctx.append(_dialogue_ctx)

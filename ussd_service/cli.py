@@ -17,14 +17,14 @@ import structlog
 from aiohttp import web
 
 import ledger
-from menus import MenuError, MenuRegistry, json_schema, validate_file
+from menus import MenuError, json_schema
 from ussd_service import notifier
 from ussd_service.app import create_app
 from ussd_service.backends import apply_migrations, backing_servers, open_pg_pool
 from ussd_service.config import ConfigError, Settings, load_settings, mask_url
-from ussd_service.dialogue import DIALOGUE_TEXTS
 from ussd_service.embedded import EmbeddedServerError
 from ussd_service.logs import configure_logging
+from ussd_service.menu_files import check_menu_file, load_menus
 from ussd_service.supervisor import supervised_servers
 from ussd_service.workers import run_workers
 
@@ -87,7 +87,7 @@ def serve(
         log_to_stderr=False, host=host, port=port, menu_file=menu_file, data_dir=data_dir
     )
     try:
-        menus = MenuRegistry.from_file(settings.menu_file, DIALOGUE_TEXTS)
+        menus = load_menus(settings.menu_file)
     except MenuError as exc:
         for diagnostic in exc.diagnostics:
             click.echo(str(diagnostic), err=True)
@@ -188,7 +188,7 @@ def _run_with_servers(data_dir: Path | None, work: Callable[[asyncpg.Pool], Awai
 def validate(menu_file: Path | None) -> None:
     """Check a menu file: prints FILE:LINE:COL: level: message; exit 1 on errors."""
     path = menu_file or load_settings(env={}).menu_file
-    diagnostics = validate_file(path, DIALOGUE_TEXTS)
+    diagnostics = check_menu_file(path)
     for diagnostic in diagnostics:
         click.echo(str(diagnostic))
     errors = sum(1 for d in diagnostics if d.level == "error")

@@ -184,6 +184,18 @@ def _value_type(hint: Any) -> type:
 
 _RESOLVE_CODES = (Code.NO_PENDING_GIFT, Code.GIFT_EXPIRED, Code.GIFT_NOT_PENDING)
 
+# Result data (keys) per operation, for placeholder authors:
+#   subscriber     -> status ("not_enrolled" | "active" | "blocked"), language
+#   enroll         -> status
+#   balance        -> available, pending_in, pending_out, expiring_points, expiring_date
+#   history        -> items: [{kind, points, created_at}]
+#   catalog        -> items: [{code, title, description, price, category}]
+#   redeem         -> reward_title, points, available, redemption_id
+#   gift           -> gift_id, points, recipient, expires_at, available
+#   pending_gifts  -> items: [{gift_id, sender, points, expires_at}], count
+#   accept_gift    -> gift_id, points, sender, available, remaining (pending gifts left)
+#   decline_gift   -> gift_id, points, sender, remaining
+#   set_language   -> language
 #: Every operation a menu can run.
 REGISTRY: Mapping[str, Operation] = {
     op.name: op

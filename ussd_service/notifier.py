@@ -55,8 +55,8 @@ from ussd_service.backends import connected
 from ussd_service.channels.sms import DLR_MASK, dlr_url, secret_fits_url
 from ussd_service.config import Settings
 from ussd_service.deliveries import keep_delivery
-from ussd_service.dialogue import DIALOGUE_TEXTS
 from ussd_service.keys import MENUS, PG_POOL, REDIS, SETTINGS
+from ussd_service.menu_files import load_menus
 from ussd_service.operations import UNAVAILABLE_ERRORS
 from ussd_service.sms_desk import local_variables
 
@@ -448,7 +448,7 @@ async def notifier_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def run_worker(settings: Settings, *, once: bool = False) -> DeliveryReport | None:
     """The worker with pools of its own (``ussd-service worker``); until SIGINT/SIGTERM."""
-    registry = MenuRegistry.from_file(settings.menu_file, DIALOGUE_TEXTS)
+    registry = load_menus(settings.menu_file)
     async with (
         connected(settings, pg_max_size=PG_POOL_MAX) as backends,
         transport_for(settings) as transport,

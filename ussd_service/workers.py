@@ -23,12 +23,11 @@ from types import FrameType
 import structlog
 from aiohttp import web
 
-from menus import MenuRegistry
 from ussd_service.app import create_app
 from ussd_service.config import Settings
-from ussd_service.dialogue import DIALOGUE_TEXTS
 from ussd_service.embedded import die_with_parent
 from ussd_service.logs import configure_logging
+from ussd_service.menu_files import load_menus
 
 log = structlog.get_logger(__name__)
 WORKER_STOP_TIMEOUT_S = 30.0
@@ -44,7 +43,7 @@ def _worker(settings_json: str, parent_pid: int) -> None:
         return  # the parent died before the line above took effect
     settings = Settings.model_validate_json(settings_json)
     configure_logging(settings.log_level, settings.log_format)
-    menus = MenuRegistry.from_file(settings.menu_file, DIALOGUE_TEXTS)
+    menus = load_menus(settings.menu_file)
     web.run_app(
         create_app(settings, menus=menus, reload_signal=True),
         host=settings.host,

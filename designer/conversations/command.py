@@ -26,8 +26,8 @@ from menus import MenuError, MenuRegistry
 from ussd_service.backends import open_pg_pool, open_redis
 from ussd_service.channels import DIALECTS, dialect
 from ussd_service.config import Settings
-from ussd_service.dialogue import DIALOGUE_TEXTS
 from ussd_service.logs import configure_logging
+from ussd_service.menu_files import load_menus
 
 CONVERSATION_GLOB = "*.yaml"
 DEFAULT_CONVERSATIONS = Path("tests/conversations")
@@ -168,7 +168,7 @@ def test_conversations(
         conversations = over_gateway(conversations, gateway)
     conversations = select(conversations, pattern)
     try:
-        menus = MenuRegistry.from_file(menu_file, DIALOGUE_TEXTS)
+        menus = load_menus(menu_file)
     except MenuError as exc:
         raise click.ClickException(f"{menu_file}: the menu does not load: {exc}") from None
     outcomes = _run_all(conversations, menus, data_dir)

@@ -27,13 +27,12 @@ import ledger
 from designer.simulator.phone import Phone, PhoneError, ServiceClient, default_dialect
 from designer.simulator.serving import ensure_catalog, http_session, serve_app
 from designer.simulator.terminal import Terminal, run_phone
-from menus import MenuRegistry
 from ussd_service.backends import apply_migrations, backing_servers, open_pg_pool
 from ussd_service.channels import DIALECTS, Dialect, dialect
 from ussd_service.config import ENV_VARS, ConfigError, Settings, load_settings
-from ussd_service.dialogue import DIALOGUE_TEXTS
 from ussd_service.hop import normalise_msisdn
 from ussd_service.logs import configure_logging
+from ussd_service.menu_files import load_menus
 
 DEFAULT_MSISDN = "+79160000001"
 DEFAULT_CHANNEL = "ussd"
@@ -115,7 +114,7 @@ def run_simulator(options: SimulatorOptions, settings: Settings, term: Terminal)
             assert pool is not None
             if await ensure_catalog(pool):
                 term.say("(loaded the default rewards catalogue into an empty ledger)")
-            registry = MenuRegistry.from_file(resolved.menu_file, DIALOGUE_TEXTS)
+            registry = load_menus(resolved.menu_file)
             # The menu's own code or number, unless one was given.
             point = getattr(registry.current.model.entry, options.channel, None)
             code = options.code or (point.code if point is not None else None)

@@ -14,8 +14,7 @@ from bench.flows import load_flows, mix_flows
 from bench.loadgen import percentiles, run_load
 from bench.procs import Monitor, Server, free_port
 from bench.seed import population
-from menus import load_menu, validate_file
-from ussd_service.dialogue import DIALOGUE_TEXTS
+from ussd_service.menu_files import check_menu_file, load_menus
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,8 +93,8 @@ async def test_staged_burst_measures_only_last_steps(baseline):
 def test_generated_menus_are_valid(tmp_path):
     for nodes in (10, 100):
         path = menugen.generate(nodes, tmp_path / f"menu-{nodes}.yaml")
-        assert validate_file(path) == []
-        assert len(load_menu(path, DIALOGUE_TEXTS).nodes) == nodes
+        assert check_menu_file(path) == []
+        assert len(load_menus(path).current.nodes) == nodes
 
 
 def test_engine_micro_benchmark_and_report_render(tmp_path):

@@ -27,7 +27,7 @@ from designer.conversations import (
 )
 from menus import MenuRegistry
 from ussd_service.config import Settings
-from ussd_service.dialogue import DIALOGUE_TEXTS
+from ussd_service.menu_files import load_menus
 
 HERE = Path(__file__).resolve().parent
 MENU_FILE = HERE.parents[1] / "menu_definitions.yaml"
@@ -36,7 +36,7 @@ MENU_FILE = HERE.parents[1] / "menu_definitions.yaml"
 @pytest.fixture(scope="session")
 def conversation_menus() -> MenuRegistry:
     """The default menu, loaded and compiled once for every conversation."""
-    return MenuRegistry.from_file(MENU_FILE, DIALOGUE_TEXTS)
+    return load_menus(MENU_FILE)
 
 
 @pytest.fixture

@@ -16,9 +16,8 @@ from designer.conversations import (
     load_file,
     run_conversation,
 )
-from menus import MenuRegistry
 from ussd_service.config import Settings
-from ussd_service.dialogue import DIALOGUE_TEXTS
+from ussd_service.menu_files import load_menus
 
 ROOT = Path(__file__).resolve().parents[2]
 MENU = ROOT / "menu_definitions.yaml"
@@ -51,7 +50,7 @@ def _conversation(file: str, test_id: str):
 
 
 async def _fails(conversation, settings: Settings, pool, menu: Path) -> str:
-    env = ConversationEnv(settings, pool, menus=MenuRegistry.from_file(menu, DIALOGUE_TEXTS))
+    env = ConversationEnv(settings, pool, menus=load_menus(menu))
     with pytest.raises(ConversationFailedError) as failure:
         await run_conversation(conversation, env)
     return str(failure.value)
@@ -122,7 +121,7 @@ def test_every_default_menu_node_is_visited_by_some_conversation() -> None:
         for step in conversation.steps
         if step.kind.startswith("expect")
     )
-    model = MenuRegistry.from_file(MENU, DIALOGUE_TEXTS).current.model
+    model = load_menus(MENU).current.model
     # gift_bad_number (the ledger's invalid_recipient) is unreachable through
     # the menu: the input node's phone validator refuses such numbers first.
     unreachable = {"gift_bad_number"}

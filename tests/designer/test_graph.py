@@ -18,7 +18,7 @@ from designer.graph import (
     to_dot,
     to_mermaid,
 )
-from menus import load_menu
+from ussd_service.menu_files import load_menus
 
 MENU = Path(__file__).resolve().parents[2] / "menu_definitions.yaml"
 _ID = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -81,7 +81,7 @@ def check_dot(source: str) -> dict[str, str]:
 
 
 def test_mermaid_of_the_default_menu_parses_with_shapes_per_kind() -> None:
-    model = load_menu(MENU).model
+    model = load_menus(MENU).current.model
     nodes = check_mermaid(to_mermaid(model, "ussd", "ru"))
     assert nodes["main"] == "menu"
     assert nodes["gift_recipient"] == "input"
@@ -98,7 +98,7 @@ def test_mermaid_of_the_default_menu_parses_with_shapes_per_kind() -> None:
 
 
 def test_ivr_graph_leaves_out_ussd_only_options() -> None:
-    model = load_menu(MENU).model
+    model = load_menus(MENU).current.model
     ussd = to_mermaid(model, "ussd", "en")
     ivr = to_mermaid(model, "ivr", "en")
     check_mermaid(ivr)
@@ -113,7 +113,7 @@ def test_reserved_mermaid_words_are_escaped() -> None:
 
 
 def test_dot_is_well_formed_and_renders_when_dot_is_installed() -> None:
-    source = to_dot(load_menu(MENU).model, "ussd", "ru")
+    source = to_dot(load_menus(MENU).current.model, "ussd", "ru")
     nodes = check_dot(source)
     assert nodes["operator"] == DOT_SHAPES["operator"]
     assert nodes["gift_confirm"] == DOT_SHAPES["confirm"]

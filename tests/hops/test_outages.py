@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001 - Cyrillic screen texts are what these tests check
 """Backends failing mid-session: polite final screens, no 500, no hop past its deadline.
 
 PostgreSQL outages use a separate embedded server that the tests stop, freeze

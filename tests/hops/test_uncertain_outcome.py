@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001 - Cyrillic screen texts are what these tests check
 """A ledger call whose outcome is unknown never leaves a final answer behind.
 
 The connection can die after PostgreSQL committed a gift but before the answer

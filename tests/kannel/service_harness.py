@@ -14,9 +14,8 @@ from aiohttp.typedefs import Handler
 
 import ledger
 from ledger.outbox import OutboxMessage
-from menus import MenuRegistry
 from ussd_service.config import Settings
-from ussd_service.dialogue import DIALOGUE_TEXTS
+from ussd_service.menu_files import load_menus
 from ussd_service.notifier import render_notification
 
 TZ = "Europe/Moscow"
@@ -92,7 +91,7 @@ async def outbox_to(pool: asyncpg.Pool, msisdn: str) -> list[OutboxMessage]:
 
 
 def rendered(message: OutboxMessage, settings_menu: str) -> str:
-    registry = MenuRegistry.from_file(settings_menu, DIALOGUE_TEXTS)
+    registry = load_menus(settings_menu)
     return render_notification(registry, message, TZ)
 
 

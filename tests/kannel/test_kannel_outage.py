@@ -17,8 +17,7 @@ from kannel_harness import SENDSMS_USER, KannelGateway, Phones
 from service_harness import Service, member, numbers, outbox_to, until
 
 import ledger
-from menus import MenuRegistry
-from ussd_service.dialogue import DIALOGUE_TEXTS
+from ussd_service.menu_files import load_menus
 from ussd_service.notifier import KannelTransport, Notifier
 
 SERVICE_WORKER = False
@@ -48,7 +47,7 @@ def notifier_for(
         dlr_base=service.url,
         dlr_secret=SECRET,
     )
-    registry = MenuRegistry.from_file(service.settings.menu_file, DIALOGUE_TEXTS)
+    registry = load_menus(service.settings.menu_file)
     return Notifier(service.pool, registry, transport, clock=clock)
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from menu_harness import DEFAULT_MENU, ScriptedOperations
+from menu_harness import DEFAULT_MENU, OPERATIONS, ScriptedOperations
 
 from menus import Menu, load_menu
 
 
 @pytest.fixture(scope="session")
 def default_menu() -> Menu:
-    return load_menu(DEFAULT_MENU)
+    return load_menu(DEFAULT_MENU, operations=OPERATIONS)
 
 
 @pytest.fixture

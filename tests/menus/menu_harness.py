@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from menus import OperationResult
+from ussd_service.menu_operations import menu_operations
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MENU = ROOT / "menu_definitions.yaml"
+# The operations the service offers menus (its registry, linked to the ledger).
+OPERATIONS = menu_operations()
 
 # A small, valid menu; validator tests break it one line at a time.
 MINI = """\

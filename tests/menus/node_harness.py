@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from menu_harness import OPERATIONS
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
@@ -107,7 +108,9 @@ def menu_document(case: Mapping[str, Any]) -> dict[str, Any]:
 
 def check(case: Mapping[str, Any]) -> tuple[Any, list[Diagnostic]]:
     """Validate the case's menu (JSON is YAML)."""
-    return validate_text(json.dumps(menu_document(case), ensure_ascii=False), "case.yaml")
+    return validate_text(
+        json.dumps(menu_document(case), ensure_ascii=False), "case.yaml", operations=OPERATIONS
+    )
 
 
 def finding(diagnostic: Diagnostic) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from menu_harness import ScriptedOperations, catalog, write
+from menu_harness import OPERATIONS, ScriptedOperations, catalog, write
 
 from menus import Menu, OperationResult, SessionState, load_menu
 from menus.limits import MAX_BREADCRUMB, MAX_STEPS_PER_HOP
@@ -152,7 +152,7 @@ MAIN_EN = "Main\n1. Points\n2. Shop\n3. Phone\n5. Russian\n6. Loop\n7. Operator"
 
 @pytest.fixture(scope="module")
 def menu(tmp_path_factory: pytest.TempPathFactory) -> Menu:
-    return load_menu(write(tmp_path_factory.mktemp("engine"), ENGINE_MENU))
+    return load_menu(write(tmp_path_factory.mktemp("engine"), ENGINE_MENU), operations=OPERATIONS)
 
 
 async def walk(
@@ -436,6 +436,6 @@ async def test_ivr_failures_use_ivr_limit(menu: Menu, ops: ScriptedOperations) -
 
 def test_machine_is_compiled_once_per_version(menu: Menu, tmp_path: Path) -> None:
     assert set(menu.machine.states) == set(menu.nodes)
-    again = load_menu(write(tmp_path, ENGINE_MENU))
+    again = load_menu(write(tmp_path, ENGINE_MENU), operations=OPERATIONS)
     assert again.version == menu.version
     assert again.machine is not menu.machine

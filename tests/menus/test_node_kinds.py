@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from menu_harness import OPERATIONS
 from node_harness import (
     CHANNELS,
     Answers,
@@ -26,7 +27,7 @@ from node_harness import (
     yaml,
 )
 
-from menus import KINDS, OPERATIONS, Menu, StepResult, Turn
+from menus import KINDS, Menu, StepResult, Turn
 
 UPDATE = bool(os.environ.get("UPDATE_GOLDEN"))
 FILES = kind_files()
@@ -65,7 +66,7 @@ def run_case(kind: str, case: Any) -> dict[str, Any]:
     errors = [finding(d) for d in diagnostics if d.level == "error"]
     assert errors == [], "a conversation case must be a valid menu"
     assert model is not None
-    menu = Menu(model, "golden")
+    menu = Menu(model, "golden", operations=OPERATIONS)
     got: dict[str, Any] = {
         "edges": {
             node_id: edge_lines(menu, node_id)

@@ -10,10 +10,10 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from menu_harness import DEFAULT_ANSWERS, catalog
+from menu_harness import DEFAULT_ANSWERS, OPERATIONS, catalog
 
-from menus import OPERATIONS, Menu, OperationResult, SessionState
-from menus.bench import StaticOperations, synthetic_menu
+from bench.engine import StaticOperations, synthetic_menu
+from menus import Menu, OperationResult, SessionState
 from menus.gsm import fits
 
 SESSION_BUDGET = 2048  # bytes in Redis per session, state and last reply together

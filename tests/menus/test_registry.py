@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from menu_harness import MINI, ScriptedOperations, write
+from menu_harness import MINI, OPERATIONS, ScriptedOperations, write
 
 from menus import MenuError, MenuRegistry, UnknownVersionError
 
@@ -13,7 +13,7 @@ from menus import MenuError, MenuRegistry, UnknownVersionError
 async def test_session_keeps_its_version_and_bad_reload_is_refused(tmp_path: Path) -> None:
     ops = ScriptedOperations()
     path = write(tmp_path, MINI)
-    registry = MenuRegistry.from_file(path)
+    registry = MenuRegistry.from_file(path, operations=OPERATIONS)
     v1 = registry.current
     started = await v1.start("ussd", ops)
     assert started.state.version == v1.version
@@ -51,20 +51,20 @@ async def test_session_keeps_its_version_and_bad_reload_is_refused(tmp_path: Pat
 
 def test_reloading_the_same_content_keeps_one_version(tmp_path: Path) -> None:
     path = write(tmp_path, MINI)
-    registry = MenuRegistry.from_file(path)
+    registry = MenuRegistry.from_file(path, operations=OPERATIONS)
     first = registry.current
     assert registry.reload(path) is first
     assert registry.versions == [first.version]
 
 
 def test_unknown_version(tmp_path: Path) -> None:
-    registry = MenuRegistry.from_file(write(tmp_path, MINI))
+    registry = MenuRegistry.from_file(write(tmp_path, MINI), operations=OPERATIONS)
     with pytest.raises(UnknownVersionError):
         registry.get("0000")
 
 
 async def test_step_refuses_a_state_of_another_version(tmp_path: Path) -> None:
-    registry = MenuRegistry.from_file(write(tmp_path, MINI))
+    registry = MenuRegistry.from_file(write(tmp_path, MINI), operations=OPERATIONS)
     ops = ScriptedOperations()
     started = await registry.current.start("ussd", ops)
     v2 = registry.reload(write(tmp_path, MINI.replace('en: "Done"', 'en: "Over"')))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from menu_harness import DEFAULT_MENU, MINI, write
+from menu_harness import DEFAULT_MENU, MINI, OPERATIONS, write
 
 from menus import KINDS, MenuError, load_menu, validate_file, validate_text
 
@@ -15,11 +15,13 @@ EXPECTED_TAGS = ", ".join(f"'{kind}'" for kind in KINDS)
 
 def diagnostics(old: str, new: str) -> list[str]:
     assert old in MINI, old
-    return [str(d) for d in validate_text(MINI.replace(old, new, 1), "m.yaml")[1]]
+    return [
+        str(d) for d in validate_text(MINI.replace(old, new, 1), "m.yaml", operations=OPERATIONS)[1]
+    ]
 
 
 def test_default_menu_is_clean() -> None:
-    assert validate_file(DEFAULT_MENU) == []
+    assert validate_file(DEFAULT_MENU, operations=OPERATIONS) == []
 
 
 def test_default_menu_starts_with_the_schema_modeline() -> None:
@@ -28,7 +30,7 @@ def test_default_menu_starts_with_the_schema_modeline() -> None:
 
 
 def test_mini_menu_is_clean() -> None:
-    assert validate_text(MINI, "m.yaml")[1] == []
+    assert validate_text(MINI, "m.yaml", operations=OPERATIONS)[1] == []
 
 
 @pytest.mark.parametrize(
@@ -186,7 +188,7 @@ def test_cycle_without_a_final_screen_is_a_dead_end() -> None:
     text = MINI.replace("target: operator}", "target: main}").replace(
         "target: balance}", "target: main}"
     )
-    assert [str(d) for d in validate_text(text, "m.yaml")[1]] == [
+    assert [str(d) for d in validate_text(text, "m.yaml", operations=OPERATIONS)[1]] == [
         "m.yaml:16:3: error: node 'main': dead end: no path from here to a final "
         "screen (message or operator)",
         "m.yaml:22:3: error: node 'balance': unreachable from any entry point",
@@ -216,9 +218,9 @@ def test_cyrillic_page_of_80_characters_fits_and_81_does_not() -> None:
 def test_placeholders_count_at_their_declared_max_length() -> None:
     text = MINI.replace("texts:\n", "variables:\n  name: {max_length: 70}\ntexts:\n", 1)
     ok = text.replace('ru: "Позже"', 'ru: "Имя {name}"')
-    assert validate_text(ok, "m.yaml")[1] == []
+    assert validate_text(ok, "m.yaml", operations=OPERATIONS)[1] == []
     wide = text.replace('ru: "Позже"', 'ru: "Имя и фамилия {name}"')
-    assert [d.message for d in validate_text(wide, "m.yaml")[1]] == [
+    assert [d.message for d in validate_text(wide, "m.yaml", operations=OPERATIONS)[1]] == [
         "ru: the text is too long for one USSD page: 84 UCS-2 characters, limit 80"
     ]
 
@@ -230,7 +232,7 @@ def test_long_static_menu_is_paginated_not_an_error() -> None:
         for k in range(3, 10)
     )
     text = MINI.replace("    options:\n", "    options:\n" + options, 1)
-    assert validate_text(text, "m.yaml")[1] == []
+    assert validate_text(text, "m.yaml", operations=OPERATIONS)[1] == []
 
 
 def test_single_option_too_long_for_a_page_is_an_error() -> None:
@@ -244,14 +246,14 @@ def test_single_option_too_long_for_a_page_is_an_error() -> None:
 
 def test_validate_file_reports_unreadable_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
-    [diagnostic] = validate_file(missing)
+    [diagnostic] = validate_file(missing, operations=OPERATIONS)
     assert str(diagnostic).startswith(f"{missing}:1:1: error: cannot read:")
 
 
 def test_load_menu_raises_with_diagnostics(tmp_path: Path) -> None:
     path = write(tmp_path, MINI.replace("target: balance}", "target: nowhere}"))
     with pytest.raises(MenuError) as caught:
-        load_menu(path)
+        load_menu(path, operations=OPERATIONS)
     assert str(caught.value.diagnostics[0]) == (
         f"{path}:20:66: error: node 'main': target 'nowhere' does not exist"
     )
@@ -259,14 +261,14 @@ def test_load_menu_raises_with_diagnostics(tmp_path: Path) -> None:
 
 
 def test_root_must_be_a_mapping() -> None:
-    [diagnostic] = validate_text("- just\n- a list\n", "m.yaml")[1]
+    [diagnostic] = validate_text("- just\n- a list\n", "m.yaml", operations=OPERATIONS)[1]
     assert str(diagnostic) == "m.yaml:1:1: error: a menu file is a mapping (version, nodes, ...)"
 
 
 def test_sms_templates_longer_than_one_sms_are_warnings() -> None:
     long_ru = "Очень длинное уведомление о подарке, которое не влезет в одну смс никак"  # noqa: RUF001
     text = MINI + f'sms:\n  notifications:\n    gift_received: {{ru: "{long_ru}", en: "Hi"}}\n'
-    [warning] = validate_text(text, "m.yaml")[1]
+    [warning] = validate_text(text, "m.yaml", operations=OPERATIONS)[1]
     assert str(warning) == (
         "m.yaml:37:25: warning: ru text can take 71 UCS-2 characters, more than one SMS (70); "
         "it will be sent in parts"
@@ -278,7 +280,7 @@ def test_yaml_tags_cannot_construct_python_objects(tmp_path: Path) -> None:
     hostile = MINI.replace(
         "version: 1", f'version: !!python/object/apply:os.system ["touch {marker}"]'
     )
-    model, found = validate_text(hostile, "m.yaml")
+    model, found = validate_text(hostile, "m.yaml", operations=OPERATIONS)
     assert model is None
     assert found
     assert found[0].line == 1
@@ -286,6 +288,8 @@ def test_yaml_tags_cannot_construct_python_objects(tmp_path: Path) -> None:
 
 
 def test_duplicate_keys_are_reported() -> None:
-    [diagnostic] = validate_text(MINI.replace("version: 1", "version: 1\nversion: 2"), "m.yaml")[1]
+    [diagnostic] = validate_text(
+        MINI.replace("version: 1", "version: 1\nversion: 2"), "m.yaml", operations=OPERATIONS
+    )[1]
     assert diagnostic.line == 2
     assert "duplicate" in diagnostic.message

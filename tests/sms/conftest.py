@@ -15,7 +15,7 @@ from sms_harness import GATEWAY_PATH, FakeGateway, sms_app, start_gateway
 import ledger
 from menus import MenuRegistry
 from ussd_service.config import Settings
-from ussd_service.dialogue import DIALOGUE_TEXTS
+from ussd_service.menu_files import load_menus
 from ussd_service.notifier import KannelTransport, Notifier
 
 
@@ -34,7 +34,7 @@ def clock() -> ledger.ManualClock:
 
 @pytest.fixture
 def registry(settings: Settings) -> MenuRegistry:
-    return MenuRegistry.from_file(settings.menu_file, DIALOGUE_TEXTS)
+    return load_menus(settings.menu_file)
 
 
 @pytest.fixture

@@ -14,9 +14,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from sms_harness import RECIPIENT, SENDER, THIRD, Phone, available, member, post_sms, sms_app
 
 import ledger
-from menus import MenuRegistry
 from ussd_service.config import Settings
-from ussd_service.dialogue import DIALOGUE_TEXTS
+from ussd_service.menu_files import load_menus
 from ussd_service.openapi import openapi_document
 from ussd_service.redis_keys import SMS_REPLY_PREFIX as REPLY_KEY_PREFIX
 from ussd_service.sms_desk import (
@@ -329,7 +328,7 @@ async def test_gateway_secret_is_required_when_configured(
 
 
 def test_the_menu_file_has_every_reply_the_sms_desk_chooses(settings: Settings) -> None:
-    menu = MenuRegistry.from_file(settings.menu_file, DIALOGUE_TEXTS).current
+    menu = load_menus(settings.menu_file).current
     assert missing_replies(menu) == []
 
 

@@ -16,15 +16,15 @@ import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 import structlog
-from pydantic import SecretStr
 from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
 from sms_harness import RECIPIENT, SENDER, THIRD, FakeGateway, Phone, member, sms_app
 
 import ledger
 from menus import MenuRegistry
 from ussd_service.config import Settings
-from ussd_service.dialogue import DIALOGUE_TEXTS
 from ussd_service.logs import mask_phone_numbers
+from ussd_service.menu_files import load_menus
 from ussd_service.notifier import KannelTransport, LogTransport, Notifier
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -227,7 +227,7 @@ async def test_a_notification_without_a_template_is_parked_at_once(
     end = text.index("    gift_accepted:")
     menu_file = tmp_path / "menu.yaml"
     menu_file.write_text(text[:start] + text[end:], encoding="utf-8")
-    registry = MenuRegistry.from_file(menu_file, DIALOGUE_TEXTS)
+    registry = load_menus(menu_file)
     await member(pg_pool, SENDER, points=500)
     await member(pg_pool, RECIPIENT)
     await Phone(client, SENDER).send("DAR 79167654321 100", "t1")

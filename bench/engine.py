@@ -1,6 +1,6 @@
 """Micro-benchmark of the engine: hops per second, and what a hop costs as menus grow.
 
-Run: ``.venv/bin/python -m menus.bench``. Reports
+Run: ``.venv/bin/python -m bench.engine``. Reports
 - steps per second on the default menu (USSD, a walk through balance and back);
 - the cost of one hop on synthetic menus of 100 and 10,000 nodes, at depth 1
   and 50 (it must not grow: no replay, no per-hop work over the whole menu);
@@ -19,7 +19,7 @@ from typing import Any
 from menus.engine import Menu, SessionState
 from menus.model import MenuFile
 from menus.operations import OperationResult
-from menus.validate import load_menu
+from ussd_service.menu_files import load_menus
 
 DEFAULT_MENU = Path(__file__).resolve().parent.parent / "menu_definitions.yaml"
 _TEXTS = {
@@ -103,7 +103,7 @@ def _add_model_cost(menu: Menu, rounds: int = 20) -> float:
 async def main() -> None:
     """Print the figures."""
     ops = StaticOperations()
-    menu = load_menu(DEFAULT_MENU)
+    menu = load_menus(DEFAULT_MENU).current
     start = (await menu.start("ussd", ops)).state
     walk = ["1", "0", "2", "0", "3", "0", "6", "0"]
     hops = 0
