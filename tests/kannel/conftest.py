@@ -19,7 +19,14 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
-from kannel_harness import SENDSMS_USER, KannelGateway, Phones, free_port, kannel_env_ok
+from kannel_harness import (
+    SECRET,
+    SENDSMS_USER,
+    KannelGateway,
+    Phones,
+    free_port,
+    kannel_env_ok,
+)
 from pydantic import SecretStr
 from service_harness import Lossy, Service
 
@@ -29,7 +36,6 @@ from ussd_service.notifier import notifier_ctx
 
 ROOT = Path(__file__).resolve().parents[2]
 MENU_FILE = ROOT / "menu_definitions.yaml"
-SECRET = "kannel-test-secret-0123"
 _databases = iter(range(1_000_000))
 
 

@@ -44,6 +44,8 @@ README_LOG = "/var/log/kannel/smsbox.log"
 README_QUEUE_DELAY = "http-queue-delay = 5"
 ADMIN_PASSWORD = "test-admin"
 SENDSMS_USER = "ussd-service"
+#: The gateway secret of the service under test (Kannel presents it from its URLs).
+SECRET = "kannel-test-secret-0123"
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
 # fakesmsc reads its socket only between lines on stdin (or after 1 s of

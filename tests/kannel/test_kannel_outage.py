@@ -12,8 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
-from conftest import SECRET
-from kannel_harness import SENDSMS_USER, KannelGateway, Phones
+from kannel_harness import SECRET, SENDSMS_USER, KannelGateway, Phones
 from service_harness import Service, member, numbers, outbox_to, until
 
 import ledger
