@@ -7,7 +7,6 @@ development service is never open to the network by accident.
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import ipaddress
 from urllib.parse import parse_qsl
@@ -55,7 +54,8 @@ def _basic_password(request: web.Request) -> str | None:
         return None
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:
+        # Not base64 (binascii.Error), non-ASCII text, or not UTF-8 once decoded.
         return None
     return decoded.partition(":")[2]
 

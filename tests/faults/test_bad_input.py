@@ -317,6 +317,8 @@ async def guarded(settings: Settings, redis_client: aioredis.Redis) -> AsyncIter
         ("/ussd", b"X-Gateway-Token: \xff\xfe\xc3("),
         ("/ussd", b"X-Gateway-Token: s\xc3\xa9cret"),
         ("/ussd", b"Authorization: Basic " + base64.b64encode(b"user:\xff\xfe")),
+        ("/ussd", b"Authorization: Basic \xc3\xa9t\xc3\xa9"),
+        ("/ussd", b"Authorization: Basic \xff"),
         ("/ivr/twilio", b"X-Gateway-Token: \x80"),
     ],
 )
