@@ -143,3 +143,24 @@ async def test_api_token_is_required_when_configured(settings: Settings, redis_c
         assert (await client.get("/v1/handoffs", headers=wrong)).status == 401
         good = {"Authorization": f"Bearer {token}"}
         assert (await client.get("/v1/handoffs", headers=good)).status == 200
+
+
+async def test_header_values_are_checked_not_cut(client: TestClient, pg_pool) -> None:
+    """An idempotency key longer than allowed is refused (cutting it could merge two keys)."""
+    long_key = {"Idempotency-Key": "k" * 129}
+    resp = await client.post(f"/v1/subscribers/{NUMBER}/enrollment", headers=long_key)
+    assert resp.status == 400
+    assert "Idempotency-Key" in (await resp.json())["error"]
+    assert await ledger.get_subscriber(pg_pool, NUMBER) is None
+    ok = await client.post(f"/v1/subscribers/{NUMBER}/enrollment", headers={"Idempotency-Key": "k"})
+    assert ok.status == 200
+    # An operator's display name is only shortened.
+    handoff = await record_handoff(
+        pg_pool,
+        HandoffRequest(
+            key="h", msisdn=NUMBER, channel="ussd", language="ru", reason="r", breadcrumb=[]
+        ),
+    )
+    claim = await client.post(f"/v1/handoffs/{handoff}/claim", headers={"X-Operator": "a" * 100})
+    assert claim.status == 200
+    assert (await claim.json())["claimed_by"] == "a" * 64
