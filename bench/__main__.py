@@ -32,7 +32,7 @@ from bench.flows import load_flows, mix_flows
 from bench.loadgen import STAGED_LIMIT_S
 from bench.procs import BIN, Monitor, Server, Usage, cpu_delta, free_port
 from bench.seed import ledger_check, population, seed
-from ussd_service.embedded import EmbeddedServers
+from embedded_servers import EmbeddedServers
 
 ROOT = Path(__file__).resolve().parents[1]
 SESSION_PATTERN = "ussd:s:*"

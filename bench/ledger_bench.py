@@ -27,8 +27,8 @@ from typing import Any
 import asyncpg
 
 import ledger
+from embedded_servers import EmbeddedServers
 from ledger.migrations import migrate
-from ussd_service.embedded import EmbeddedServers
 
 POINTS_EACH = 10_000_000
 GIFT_POINTS = 10

@@ -21,11 +21,11 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
+from embedded_servers import EmbeddedServers
 from ledger.migrations import migrate
 from ussd_service.app import create_app
 from ussd_service.backends import SCHEMA_PACKAGES
 from ussd_service.config import Settings
-from ussd_service.embedded import EmbeddedServers
 
 TEMPLATE_DB = "ussd_test_template"
 MENU_FILE = Path(__file__).resolve().parents[1] / "menu_definitions.yaml"

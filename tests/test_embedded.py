@@ -18,15 +18,15 @@ import psutil
 import pytest
 import redis
 
-from ledger.migrations import available_migrations, migrate
-from ussd_service.backends import SCHEMA_PACKAGES
-from ussd_service.embedded import (
+from embedded_servers import (
     PG_BIN,
     REDIS_SERVER_BIN,
     REDIS_SOCKET,
     SECRET_FILE,
     EmbeddedServers,
 )
+from ledger.migrations import available_migrations, migrate
+from ussd_service.backends import SCHEMA_PACKAGES
 
 # A local user with no business with the servers (created when the tests run as root).
 PROBE_USER = "ussd-probe"

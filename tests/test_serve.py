@@ -20,7 +20,7 @@ import asyncpg
 import psutil
 import pytest
 
-from ussd_service.embedded import EmbeddedServers
+from embedded_servers import EmbeddedServers
 
 CLI = str(Path(sys.executable).parent / "ussd-service")
 MENU_FILE = Path(__file__).resolve().parents[1] / "menu_definitions.yaml"

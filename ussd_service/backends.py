@@ -16,9 +16,9 @@ import asyncpg
 import redis.asyncio as aioredis
 import structlog
 
+from embedded_servers import EmbeddedServers
 from ledger.migrations import migrate
 from ussd_service.config import Settings
-from ussd_service.embedded import EmbeddedServers
 
 log = structlog.get_logger(__name__)
 

@@ -17,12 +17,12 @@ import structlog
 from aiohttp import web
 
 import ledger
+from embedded_servers import EmbeddedServerError
 from menus import MenuError, json_schema
 from ussd_service import notifier
 from ussd_service.app import create_app
 from ussd_service.backends import apply_migrations, backing_servers, open_pg_pool
 from ussd_service.config import ConfigError, Settings, load_settings, mask_url
-from ussd_service.embedded import EmbeddedServerError
 from ussd_service.logs import configure_logging
 from ussd_service.menu_files import check_menu_file, load_menus
 from ussd_service.supervisor import supervised_servers

@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterator
 
 import structlog
 
+from embedded_servers import EmbeddedServerError, EmbeddedServers
 from ussd_service.config import Settings
-from ussd_service.embedded import EmbeddedServerError, EmbeddedServers
 
 log = structlog.get_logger(__name__)
 

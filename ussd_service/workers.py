@@ -23,9 +23,9 @@ from types import FrameType
 import structlog
 from aiohttp import web
 
+from embedded_servers import die_with_parent
 from ussd_service.app import create_app
 from ussd_service.config import Settings
-from ussd_service.embedded import die_with_parent
 from ussd_service.logs import configure_logging
 from ussd_service.menu_files import load_menus
 

@@ -23,9 +23,9 @@ import asyncpg
 
 import ledger
 from designer.conversations.spec import Conversation, ConversationFailedError
+from embedded_servers import EmbeddedServers
 from ussd_service.backends import apply_migrations
 from ussd_service.config import Settings
-from ussd_service.embedded import EmbeddedServers
 from ussd_service.hop import normalise_msisdn
 
 # A database URL whose server cannot exist: ``ledger: down``.

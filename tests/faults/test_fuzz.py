@@ -39,11 +39,11 @@ from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 import ledger
+from embedded_servers import EmbeddedServers
 from ussd_service import api
 from ussd_service.app import create_app
 from ussd_service.backends import apply_migrations
 from ussd_service.config import Settings
-from ussd_service.embedded import EmbeddedServers
 
 # Sends bytes the HTTP client would refuse to (tests/faults has no harness module).
 from test_bad_input import raw_request  # isort: skip

@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ussd_service.embedded import POSTGRES_DIR, EmbeddedServers
+from embedded_servers import POSTGRES_DIR, EmbeddedServers
 
 CLI = str(Path(sys.executable).parent / "ussd-service")
 # How long a killed server may take to be back (the bound).

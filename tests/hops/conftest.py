@@ -16,10 +16,10 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 from hops_harness import postgres_processes, signal_all
 
+from embedded_servers import EmbeddedServers, ServerUrls
 from ussd_service.app import create_app
 from ussd_service.backends import apply_migrations
 from ussd_service.config import Settings
-from ussd_service.embedded import EmbeddedServers, ServerUrls
 
 MENU_FILE = Path(__file__).resolve().parents[2] / "menu_definitions.yaml"
 _db_names = itertools.count()

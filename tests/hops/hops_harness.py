@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 from aiohttp.test_utils import TestClient
 
 import ledger
-from ussd_service.embedded import EmbeddedServers
+from embedded_servers import EmbeddedServers
 
 _counter = itertools.count(1)
 

@@ -21,8 +21,8 @@ from hops_harness import (
     signal_all,
 )
 
+from embedded_servers import EmbeddedServers
 from ussd_service import handoffs
-from ussd_service.embedded import EmbeddedServers
 from ussd_service.operations import DEFAULT_DEADLINE_S
 
 ROUNDS = 8

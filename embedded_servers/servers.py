@@ -14,20 +14,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from ussd_service.embedded.postgres_server import (
+from embedded_servers.postgres_server import (
     DATABASE_NAME,
     ensure_database,
     launch_postgres,
     postgres_url,
     postgres_user,
 )
-from ussd_service.embedded.process import (
+from embedded_servers.process import (
     Child,
     EmbeddedServerError,
     stop_child,
     wait_until_ready,
 )
-from ussd_service.embedded.redis_server import REDIS_SOCKET, launch_redis
+from embedded_servers.redis_server import REDIS_SOCKET, launch_redis
 
 SOCKET_DIR = "run"
 LOCK_FILE = ".servers.lock"

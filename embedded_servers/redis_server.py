@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from ussd_service.embedded.process import Child, package_dir, socket_answers, spawn, write_private
+from embedded_servers.process import Child, package_dir, socket_answers, spawn, write_private
 
 REDIS_DIR = "redis"
 REDIS_SOCKET = "redis.sock"
