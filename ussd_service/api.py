@@ -128,7 +128,8 @@ def _bad_request(message: str) -> web.HTTPBadRequest:
 
 def unavailable(exc: BaseException, *, json_body: bool = True) -> web.Response:
     """The 503 for a backend outage, logged as one warning line (no traceback)."""
-    log.warning("backend_unavailable", error=type(exc).__name__, detail=str(exc)[:200])
+    detail = " ".join(str(exc).split())[:200]  # one line, whatever the driver says
+    log.warning("backend_unavailable", error=type(exc).__name__, detail=detail)
     reason = "a backend (PostgreSQL or Redis) is unreachable; retry later"
     headers = {"Retry-After": str(RETRY_AFTER_S)}
     if json_body:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime, time, timedelta
@@ -21,6 +20,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+import structlog
 from aiohttp.test_utils import TestClient, TestServer
 
 import ledger
@@ -388,20 +388,21 @@ async def _assert_unavailable(client: TestClient, *, within_s: float) -> None:
 
 
 async def test_v1_with_postgres_refusing_connections_is_a_503_logged_in_one_line(
-    settings: Settings,
-    redis_client: aioredis.Redis,
-    closed_port: int,
-    caplog: pytest.LogCaptureFixture,
+    settings: Settings, redis_client: aioredis.Redis, closed_port: int
 ) -> None:
     down = settings.model_copy(
         update={"database_url": f"postgresql://u@127.0.0.1:{closed_port}/nowhere"}
     )
     async with TestClient(TestServer(create_app(down, background=False))) as client:
-        with caplog.at_level(logging.WARNING):
+        with structlog.testing.capture_logs() as logs:
             await _assert_unavailable(client, within_s=api.DEADLINE_S + 1.5)
         assert (await client.get("/healthz")).status == 200
-    assert "Traceback" not in caplog.text
-    assert "unhandled_error" not in caplog.text
+    # One warning per request, no traceback, nothing logged as an error.
+    assert [e["log_level"] for e in logs] == ["warning"] * len(V1_REQUESTS), logs
+    for event in logs:
+        assert event["event"] == "backend_unavailable"
+        assert "exc_info" not in event
+        assert "\n" not in str(event.get("detail"))
 
 
 async def test_v1_with_postgres_frozen_is_a_503_at_the_deadline(
