@@ -4,10 +4,11 @@ The endpoints are the app's own router and its ``/openapi.json``; bodies,
 queries and path parameters come from the OpenAPI schemas (right and wrong
 types, bounds, formats) and from arbitrary bytes, JSON, forms and headers,
 with the inputs that once caused a 5xx mixed in. Each example sends one
-request to every endpoint, against the real Redis and PostgreSQL. The same
-fuzz then runs with PostgreSQL stopped (``/v1`` answers 503 with
-``Retry-After``, gateways their menu's "try later") and frozen (a 503 at the
-deadline, not a hung request).
+request to every endpoint, against the real Redis and PostgreSQL; a sweep
+then puts every known poison in every field, parameter and header. The same
+runs with PostgreSQL stopped (``/v1`` answers 503 with ``Retry-After``,
+gateways their menu's "try later"), with Redis refusing connections, and with
+PostgreSQL frozen (a 503 at the deadline, not a hung request).
 """
 
 from __future__ import annotations
@@ -573,7 +574,20 @@ async def test_header_bytes_that_are_not_text_are_a_4xx(guarded_client: TestClie
     assert (await guarded_client.get("/healthz")).status == 200
 
 
-# -- PostgreSQL stopped and frozen ---------------------------------------------------
+# -- backends down ----------------------------------------------------------------
+
+
+async def test_every_known_poison_with_redis_down_is_a_4xx_or_a_503(
+    settings: Settings, pg_pool: asyncpg.Pool, unused_tcp_port: int
+) -> None:
+    """Redis refusing connections: gateways end the session politely, /v1 answers."""
+    await _members(pg_pool)
+    no_redis = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{unused_tcp_port}/0"})
+    async with TestClient(TestServer(create_app(no_redis, background=False))) as client:
+        for endpoint in await app_endpoints(client):
+            await send_all(client, poisoned(endpoint), down=True)
+        resp = await client.get(f"/v1/subscribers/{MEMBERS[0]}")
+        assert resp.status == 200, await resp.text()
 
 
 @pytest.fixture(scope="module")
