@@ -72,6 +72,8 @@ MAX_MESSAGE_ID = 128
 MAX_QUERY_FIELD = 64
 # The SMSC's words in a delivery report are kept up to this length.
 MAX_DLR_ANSWER = 200
+# A report's time (``%T``) after this (the year 9999) is not one.
+MAX_UNIX_TIME = 253_402_300_799
 # Line breaks and tabs are ordinary in typed SMS; they separate words like spaces.
 _WHITESPACE_CONTROLS = str.maketrans({"\r": " ", "\n": " ", "\t": " ", "\v": " ", "\f": " "})
 
@@ -279,7 +281,7 @@ def delivery_report(fields: Mapping[str, str]) -> DeliveryReport:
     at = None
     stamp = fields.get("at") or ""
     if stamp:
-        if not stamp.isdigit() or len(stamp) > 12:
+        if not stamp.isdigit() or not 0 < int(stamp) <= MAX_UNIX_TIME:
             raise MalformedRequestError("field at must be a Unix time in seconds")
         at = datetime.fromtimestamp(int(stamp), UTC)
     permanent = kind == DLR_FAILED or (
