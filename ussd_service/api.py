@@ -56,6 +56,7 @@ BACKEND_ERRORS: tuple[type[BaseException], ...] = (
     RedisTimeoutError,
 )
 _PLAIN_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_EXPIRY_FORMS = "a date (YYYY-MM-DD) or a date-time with a time zone"
 
 # How a ledger rejection reads over HTTP: the request was fine but the state
 # of the subscriber or redemption does not allow it.
@@ -81,13 +82,13 @@ def _expiry(value: Any) -> Any:
     if value is None or isinstance(value, date):
         return value
     if not isinstance(value, str):
-        raise ValueError("must be a date (YYYY-MM-DD) or a date-time with a time zone")  # noqa: TRY004 - pydantic reports ValueError
+        raise ValueError(f"must be {_EXPIRY_FORMS}")  # noqa: TRY004 - pydantic reports ValueErrors
     try:
         if _PLAIN_DATE.fullmatch(value):
             return date.fromisoformat(value)
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"{value[:40]!r} is not a date (YYYY-MM-DD) or a date-time") from None
+        raise ValueError(f"{value[:40]!r} is not {_EXPIRY_FORMS}") from None
     if moment.utcoffset() is None:
         raise ValueError("a date-time needs a time zone (Z or +03:00)")
     return moment

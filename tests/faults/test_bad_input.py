@@ -430,3 +430,15 @@ async def test_outbox_with_redis_down_still_lists_and_ledger_calls_do_not_need_i
         assert (await client.get(f"/v1/subscribers/{SENDER}")).status == 200
         resp = await client.post("/v1/accruals", json=accrual())
         assert resp.status == 201, await resp.text()
+
+
+@pytest.mark.parametrize("offset", ["Z", "+03:00", "-11:30"])
+async def test_a_date_time_with_an_offset_is_that_moment(
+    client: TestClient, pg_pool: asyncpg.Pool, offset: str
+) -> None:
+    await ledger.enroll(pg_pool, SENDER, key="e")
+    moment = (datetime.now(UTC) + timedelta(days=40)).replace(microsecond=0, tzinfo=None)
+    resp = await client.post("/v1/accruals", json=accrual(expires_at=moment.isoformat() + offset))
+    assert resp.status == 201, await resp.text()
+    stored = datetime.fromisoformat((await resp.json())["expires_at"])
+    assert stored == datetime.fromisoformat(moment.isoformat() + offset)
