@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
-from typing import Protocol, cast
+from dataclasses import replace
+from typing import cast
 
 import structlog
 
-from menus import MenuRegistry, Turn, UnknownVersionError
+from menus import MenuRegistry, UnknownVersionError
 from menus.engine import Menu, SessionState, StepResult
 from menus.model import Channel
-from menus.operations import UNAVAILABLE, Operations
-from menus.screen import IvrHints, Prompt, Screen
+from menus.screen import Screen
 from session_store import (
     ResumePoint,
     SaveResult,
@@ -35,10 +33,20 @@ from session_store import (
     StoreUnavailableError,
 )
 from session_store.dropoff import DropoffBuffer, DropoffEvent, DropoffKind
-from ussd_service.hop import Hop, HopKind
+from ussd_service.hop import (
+    Answer,
+    Deadlines,
+    HandoffNeeded,
+    HandoffSink,
+    Hop,
+    HopKind,
+    OperationsFactory,
+    dropoff_events,
+)
 from ussd_service.metrics import Metrics
-from ussd_service.replies import dump_screen, load_screen
+from ussd_service.replies import dump_screen, load_screen, system_screen
 from ussd_service.session_payload import SessionPayload, resume_point
+from ussd_service.turns import Claim, LostRaceError, run_turn
 
 log = structlog.get_logger(__name__)
 
@@ -57,80 +65,6 @@ TRAIL_LIMIT = 12
 # A node id no menu has: stepping from it sends the session to the operator
 # node with the engine's "unknown node" reason (used when a menu version is gone).
 GONE_NODE = "__gone__"
-
-
-class OperationsFactory(Protocol):
-    """Binds the operations port to one subscriber and one idempotency-key prefix."""
-
-    def __call__(
-        self, msisdn: str, key_prefix: str, language: str | None = None
-    ) -> Operations: ...
-
-
-class LostRaceError(Exception):
-    """Another hop of the session committed or claimed it first; re-read and retry."""
-
-
-HandoffSink = Callable[["HandoffNeeded"], Awaitable[int | None]]
-
-
-@dataclass(frozen=True)
-class HandoffNeeded:
-    """A session that ended at an operator: what the sink must record."""
-
-    key: str
-    hop: Hop
-    language: str
-    reason: str
-    breadcrumb: tuple[str, ...]
-    ops: Operations
-
-
-@dataclass(frozen=True)
-class Deadlines:
-    """How long a whole hop may take, per channel, well inside the gateways' budgets."""
-
-    ussd_s: float = 4.0
-    ivr_s: float = 10.0
-
-    def for_channel(self, channel: str) -> float:
-        """The budget of one hop on ``channel``."""
-        return self.ivr_s if channel == "ivr" else self.ussd_s
-
-
-@dataclass(frozen=True)
-class Answer:
-    """The reply to a hop: the screen, the session's hop counter, a handoff id.
-
-    ``events`` are the drop-off counts the hop adds once its state is saved.
-    """
-
-    screen: Screen
-    seq: int
-    handoff_id: int | None = None
-    outcome: str = "ok"
-    events: tuple[DropoffEvent, ...] = ()
-
-
-def dropoff_events(
-    version: str, before: str | None, kind: HopKind, result: StepResult
-) -> tuple[DropoffEvent, ...]:
-    """What one stepped hop means for the drop-off report of ``version``."""
-    after = result.state.node
-    events: list[DropoffEvent] = []
-    if before is not None and kind is HopKind.TIMEOUT and after == before:
-        events.append(DropoffEvent(version, before, DropoffKind.TIMEOUT))
-    elif before is not None and not result.accepted and after == before:
-        events.append(DropoffEvent(version, before, DropoffKind.INVALID))
-    if after != before:
-        if before is not None:
-            events.append(DropoffEvent(version, before, DropoffKind.EXIT, after))
-        events.append(DropoffEvent(version, after, DropoffKind.ENTRY))
-    if result.screen.handoff is not None:
-        events.append(DropoffEvent(version, after, DropoffKind.HANDOFF))
-    elif result.screen.final:
-        events.append(DropoffEvent(version, after, DropoffKind.COMPLETE))
-    return tuple(events)
 
 
 def _origin(ref: SessionRef) -> str:
@@ -302,7 +236,7 @@ class Dialogue:
         ops = self.operations(hop.msisdn, f"{origin}:0")
         turn = menu.turn_start(cast(Channel, hop.channel), shortcut=hop.shortcut)
         # A new session has nothing to claim: its record is created only if absent.
-        result, _ = await _run(turn, ops, None)
+        result, _ = await run_turn(turn, ops, None)
         payload = SessionPayload(state=None, origin=origin, steps=1, trail=[])
         return await self._finish(
             hop, ref, menu=menu, result=result, payload=payload, node_before=""
@@ -355,12 +289,12 @@ class Dialogue:
             # a reload): the current menu hands the caller to an operator.
             menu = self.menus.current
             state = replace(state, version=menu.version, node=GONE_NODE)
-        claim = _Claim(self.store, hop, record, payload)
+        claim = Claim(self.store, hop, record, payload)
         ops = self.operations(
             hop.msisdn, f"{payload.origin}:{payload.steps}", language=state.language
         )
         node_before = state.node
-        result, uncertain = await _run(menu.turn_step(state, text), ops, claim)
+        result, uncertain = await run_turn(menu.turn_step(state, text), ops, claim)
         if uncertain:
             # The record stays as it was before this hop (claim released by the
             # caller): a retry or a resumed redial steps again with the same keys.
@@ -389,7 +323,7 @@ class Dialogue:
             ops = self.operations(
                 hop.msisdn, f"{payload.origin}:{payload.steps}", language=state.language
             )
-            result, _ = await _run(menu.turn_show(state), ops, None)
+            result, _ = await run_turn(menu.turn_show(state), ops, None)
             payload.resume = None
             # No step taken: the next hop keeps the dropped session's keys, so
             # an operation the dropped hop may have run is recognised, not repeated.
@@ -405,7 +339,7 @@ class Dialogue:
         menu = self.menus.current
         origin = _origin(record.ref)
         ops = self.operations(hop.msisdn, f"{origin}:0")
-        result, _ = await _run(menu.turn_start(cast(Channel, hop.channel)), ops, None)
+        result, _ = await run_turn(menu.turn_start(cast(Channel, hop.channel)), ops, None)
         fresh = SessionPayload(state=None, origin=origin, steps=1, trail=[])
         return await self._finish(
             hop,
@@ -497,71 +431,4 @@ class Dialogue:
 
     def _system_answer(self, name: str, hop: Hop, *, outcome: str) -> Answer:
         """A final screen with one of the dialogue's own texts, in the default language."""
-        menu = self.menus.current
-        language = menu.model.default_language
-        compiled = menu.texts[name]
-        if hop.channel == "ivr":
-            spoken = compiled.render_voice(language, {})
-            ivr = menu.model.channels.ivr
-            # Spoken in the menu's voice for its language, like every other screen.
-            hints = IvrHints(
-                num_digits=None,
-                finish_on_key="#",
-                timeout=ivr.input_timeout,
-                voice=ivr.voice.get(language, ""),
-                language_code=ivr.language_codes.get(language, language),
-            )
-            screen = Screen(
-                node=name, text=spoken, final=True, prompts=(Prompt(spoken),), ivr=hints
-            )
-        else:
-            screen = Screen(node=name, text=compiled.render(language, {}), final=True)
-        return Answer(screen, 0, outcome=outcome)
-
-
-class _Claim:
-    """The busy mark a hop takes before its first operation that moves points.
-
-    The mark is a compare-and-set on the version the hop read, so two hops of
-    one session can never both move points from the same screen, and any other
-    hop waits for this one's outcome instead of overwriting it.
-    """
-
-    def __init__(
-        self, store: SessionStore, hop: Hop, record: SessionRecord, payload: SessionPayload
-    ) -> None:
-        self.store = store
-        self.hop = hop
-        self.record = record
-        self.payload = payload
-        self.version = record.version
-
-    async def __call__(self) -> None:
-        if self.version != self.record.version:
-            return  # claimed already in this hop
-        marked = replace(self.payload, busy=[self.hop.hop_id, int(time.time() * 1000)])
-        result = await self.store.save(
-            replace(self.record, state=marked.dump()), self.record.version
-        )
-        if not result.saved:
-            raise LostRaceError(self.hop.hop_id)
-        assert result.record is not None
-        self.version = result.record.version
-
-
-async def _run(turn: Turn, ops: Operations, claim: _Claim | None) -> tuple[StepResult, bool]:
-    """Run the operations a turn asks for; the result and whether an outcome is unknown.
-
-    The claim is taken before the first operation that moves points (it
-    raises LostRaceError when another hop of the session got there first). A
-    mutating operation answering ``unavailable`` may still have committed (a
-    connection lost after COMMIT, a deadline passed): its outcome is unknown.
-    """
-    uncertain = False
-    while (pending := turn.pending) is not None:
-        if pending.mutating and claim is not None:
-            await claim()
-        result = await ops(pending.name, pending.args)
-        uncertain = uncertain or (pending.mutating and result.code == UNAVAILABLE)
-        turn.resume(result)
-    return turn.result, uncertain
+        return Answer(system_screen(self.menus.current, name, hop.channel), 0, outcome=outcome)

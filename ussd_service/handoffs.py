@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from ussd_service.deadlines import within
-from ussd_service.dialogue import HandoffNeeded, HandoffSink
+from ussd_service.hop import HandoffNeeded, HandoffSink
 from ussd_service.operations import UNAVAILABLE_ERRORS
 from ussd_service.redis_keys import DEFERRED_HANDOFFS_KEY
 

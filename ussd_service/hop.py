@@ -1,13 +1,18 @@
-"""The canonical hop: what every gateway dialect turns its request into."""
+"""The canonical hop (what every gateway dialect turns its request into) and its answer."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ledger import DEFAULT_SETTINGS, try_normalize_msisdn
 from menus.engine import parse_shortcut
+from menus.operations import Operations
+from menus.screen import Screen
+from menus.state import StepResult
+from session_store.dropoff import DropoffEvent, DropoffKind
 
 # Numbers people and gateways send without a country code: the ledger's region
 # (one constant for the whole service).
@@ -71,3 +76,73 @@ def shortcut_inputs(service_code: str, base_code: str) -> tuple[str, ...]:
         # Some gateways drop the closing hash from serviceCode.
         code += "#"
     return tuple(parse_shortcut(code, base_code) or ())
+
+
+class OperationsFactory(Protocol):
+    """Binds the operations port to one subscriber and one idempotency-key prefix."""
+
+    def __call__(
+        self, msisdn: str, key_prefix: str, language: str | None = None
+    ) -> Operations: ...
+
+
+HandoffSink = Callable[["HandoffNeeded"], Awaitable[int | None]]
+
+
+@dataclass(frozen=True)
+class HandoffNeeded:
+    """A session that ended at an operator: what the sink must record."""
+
+    key: str
+    hop: Hop
+    language: str
+    reason: str
+    breadcrumb: tuple[str, ...]
+    ops: Operations
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """How long a whole hop may take, per channel, well inside the gateways' budgets."""
+
+    ussd_s: float = 4.0
+    ivr_s: float = 10.0
+
+    def for_channel(self, channel: str) -> float:
+        """The budget of one hop on ``channel``."""
+        return self.ivr_s if channel == "ivr" else self.ussd_s
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The reply to a hop: the screen, the session's hop counter, a handoff id.
+
+    ``events`` are the drop-off counts the hop adds once its state is saved.
+    """
+
+    screen: Screen
+    seq: int
+    handoff_id: int | None = None
+    outcome: str = "ok"
+    events: tuple[DropoffEvent, ...] = ()
+
+
+def dropoff_events(
+    version: str, before: str | None, kind: HopKind, result: StepResult
+) -> tuple[DropoffEvent, ...]:
+    """What one stepped hop means for the drop-off report of ``version``."""
+    after = result.state.node
+    events: list[DropoffEvent] = []
+    if before is not None and kind is HopKind.TIMEOUT and after == before:
+        events.append(DropoffEvent(version, before, DropoffKind.TIMEOUT))
+    elif before is not None and not result.accepted and after == before:
+        events.append(DropoffEvent(version, before, DropoffKind.INVALID))
+    if after != before:
+        if before is not None:
+            events.append(DropoffEvent(version, before, DropoffKind.EXIT, after))
+        events.append(DropoffEvent(version, after, DropoffKind.ENTRY))
+    if result.screen.handoff is not None:
+        events.append(DropoffEvent(version, after, DropoffKind.HANDOFF))
+    elif result.screen.final:
+        events.append(DropoffEvent(version, after, DropoffKind.COMPLETE))
+    return tuple(events)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from menus.engine import Menu
 from menus.screen import Handoff, IvrHints, Prompt, Screen
 
 
@@ -51,3 +52,22 @@ def load_screen(raw: str) -> tuple[Screen, int | None]:
         pages=pages,
     )
     return screen, data.get("hid")
+
+
+def system_screen(menu: Menu, name: str, channel: str) -> Screen:
+    """A final screen with one of the dialogue's own texts, in the menu's default language."""
+    language = menu.model.default_language
+    compiled = menu.texts[name]
+    if channel != "ivr":
+        return Screen(node=name, text=compiled.render(language, {}), final=True)
+    spoken = compiled.render_voice(language, {})
+    ivr = menu.model.channels.ivr
+    # Spoken in the menu's voice for its language, like every other screen.
+    hints = IvrHints(
+        num_digits=None,
+        finish_on_key="#",
+        timeout=ivr.input_timeout,
+        voice=ivr.voice.get(language, ""),
+        language_code=ivr.language_codes.get(language, language),
+    )
+    return Screen(node=name, text=spoken, final=True, prompts=(Prompt(spoken),), ivr=hints)

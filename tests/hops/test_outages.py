@@ -34,7 +34,7 @@ from hops_harness import (
 
 from embedded_servers import EmbeddedServers
 from ussd_service import handoffs
-from ussd_service.dialogue import Deadlines
+from ussd_service.hop import Deadlines
 
 # Scheduling noise on a loaded 2-core machine; the bound is about hanging, not speed.
 MARGIN_S = 1.5

@@ -26,8 +26,7 @@ from ussd_service.channels.dialect import (
     gateway_operation,
 )
 from ussd_service.channels.forms import read_form, require, service_code, session_id, ussd_text
-from ussd_service.dialogue import Answer
-from ussd_service.hop import Hop, HopKind, normalise_msisdn, shortcut_inputs
+from ussd_service.hop import Answer, Hop, HopKind, normalise_msisdn, shortcut_inputs
 
 PATH = "/ussd/africastalking"
 GATEWAY = "africastalking"

@@ -32,8 +32,14 @@ from ussd_service.channels.forms import (
     session_id,
     ussd_text,
 )
-from ussd_service.dialogue import Answer
-from ussd_service.hop import Hop, HopKind, MalformedRequestError, normalise_msisdn, shortcut_inputs
+from ussd_service.hop import (
+    Answer,
+    Hop,
+    HopKind,
+    MalformedRequestError,
+    normalise_msisdn,
+    shortcut_inputs,
+)
 
 PATH = "/ussd"
 GATEWAY = "native"

@@ -39,8 +39,7 @@ from ussd_service.channels.dialect import (
     gateway_operation,
 )
 from ussd_service.channels.forms import read_form, require, session_id
-from ussd_service.dialogue import Answer
-from ussd_service.hop import Hop, HopKind, MalformedRequestError, normalise_msisdn
+from ussd_service.hop import Answer, Hop, HopKind, MalformedRequestError, normalise_msisdn
 
 PATH = "/ivr/voicexml"
 HANGUP_PATH = "/ivr/voicexml/hangup"
