@@ -5,7 +5,7 @@ A template is plain text with ICU-style placeholders::
     {name}                       the value as text
     {points, number}             a number in the locale's format (1 234 / 1,234)
     {expires, date}              a date in the locale's medium format
-    {recipient, phone}           a phone number with the middle digits masked
+    {recipient, phone}           a phone number in full, grouped (+7 916 123-45-67)
     {points, plural, one {# балл} few {# балла} many {# баллов} other {# балла}}
     {kind, select, accrual {Начисление} redemption {Обмен} other {Операция}}
 
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import phonenumbers
 from babel import Locale
 from babel.dates import format_date
 from babel.numbers import format_decimal
@@ -32,8 +33,6 @@ BRANCHED = frozenset({"plural", "select"})
 PLURAL_CATEGORIES = frozenset({"zero", "one", "two", "few", "many", "other"})
 # Babel uses no-break spaces as group separators; gateways and GSM-7 do not have them.
 _SPACES = str.maketrans({"\xa0": " ", "\u202f": " "})
-_PHONE_VISIBLE_HEAD = 5
-_PHONE_VISIBLE_TAIL = 2
 
 
 class TemplateError(ValueError):
@@ -169,13 +168,20 @@ def format_day(value: Any, language: str) -> str:
     return str(format_date(day, format="medium", locale=locale(language))).translate(_SPACES)
 
 
-def mask_phone(value: Any) -> str:
-    """A phone number with the middle digits replaced by ``*`` (``+7916*****67``)."""
+def format_phone(value: Any) -> str:
+    """A phone number in full, grouped as people read it (``+7 916 123-45-67``).
+
+    Subscribers see their own and their friends' numbers whole; masking is
+    for logs only. A value that is not a valid number is shown as it is.
+    """
     text = "" if value is None else str(value)
-    if len(text) <= _PHONE_VISIBLE_HEAD + _PHONE_VISIBLE_TAIL:
+    try:
+        number = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
         return text
-    hidden = len(text) - _PHONE_VISIBLE_HEAD - _PHONE_VISIBLE_TAIL
-    return text[:_PHONE_VISIBLE_HEAD] + "*" * hidden + text[-_PHONE_VISIBLE_TAIL:]
+    if not phonenumbers.is_valid_number(number):
+        return text
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
 
 def plural_category(value: Any, language: str) -> str:
@@ -198,7 +204,7 @@ _FORMATTERS: Mapping[str | None, Callable[[Any, str], str]] = {
     None: lambda value, _language: _plain(value),
     "number": format_number,
     "date": format_day,
-    "phone": lambda value, _language: mask_phone(value),
+    "phone": lambda value, _language: format_phone(value),
 }
 
 

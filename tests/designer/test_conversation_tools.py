@@ -69,7 +69,7 @@ async def test_a_changed_text_fails_with_the_conversation_and_the_screen(
     # The conversation so far, each input and the page it got...
     assert "  > dial *111*455#" in message
     assert "  > send 89162000002" in message
-    assert "│Give 150 points to            │" in message
+    assert "│Give 150 points to +7 916     │" in message
     # ...and the screen that did not match, as the handset shows it.
     screen = message.split("screen that did not match:\n", 1)[1]
     assert "│Gift is on its way. The       │" in screen

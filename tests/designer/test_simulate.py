@@ -45,7 +45,7 @@ async def test_ussd_gift_through_stdin(settings: Settings, pg_pool, redis_client
     assert "│Bonus points" not in output
     assert "│Бонусы" in output
     assert "│Номер получателя (8916...):   │" in output
-    assert "│Подарить 150 б. на            │" in output
+    assert "│Подарить 150 б. на +7 916     │" in output
     assert " CON · 72 chars, UCS-2, limit 80" in output
     assert "│Подарок отправлен. Его можно  │" in output
     assert " END · " in output
@@ -62,7 +62,7 @@ async def test_ussd_shortcut_and_english(settings: Settings, pg_pool, redis_clie
     async with serve_app(settings) as url:
         options = SimulatorOptions(channel="ussd", msisdn=ME, language="en")
         output = await _drive(url, options, script, pg_pool)
-    assert "│Give 150 points to            │" in output
+    assert "│Give 150 points to +7 916     │" in output
     assert "GSM-7, limit 182" in output
     assert "│Gift sent. The recipient can  │" in output
 

@@ -203,7 +203,7 @@ async def test_without_a_gateway_notifications_are_logged_and_marked_sent(
         report = await notifier.run_once()
     assert len(report.sent) == 1
     [entry] = [e for e in logs if e["event"] == "sms_logged"]
-    assert entry["text"].startswith("Вам 100 б. от +7916")
+    assert entry["text"].startswith("Вам 100 б. от +7 916 ")
     # The service's logging pipeline masks the addressee's number, and the sender's.
     masked = mask_phone_numbers(None, "info", dict(entry))
     assert RECIPIENT not in str(masked)
