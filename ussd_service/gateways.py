@@ -36,7 +36,7 @@ def _handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
         try:
             if route.verify is not None:
                 await route.verify(request)
-            message: object = await route.parse(request)
+            message = await route.parse(request)
         except MalformedRequestError as exc:
             return bad_request(str(exc))
         answer: Any = None
@@ -51,7 +51,7 @@ def _handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
                 return web.Response(
                     status=503, text="the ledger is unreachable\n", content_type="text/plain"
                 )
-        return route.render(answer)
+        return route.render(answer, message)
 
     handle.__doc__ = route.openapi.get("summary")
     return handle

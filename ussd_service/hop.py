@@ -45,8 +45,10 @@ class Hop:
     (``1*2*3``) instead of the last one: given the hop id the session answered
     last (this dialect's own), it returns the new input. ``shortcut`` holds
     the inputs dialled after the service code (``*111*455*3#``) on BEGIN.
-    ``reports_drops`` is False for gateways that never say when a session
-    ended, so the dialogue keeps the resume pointer current on every hop.
+    ``service`` is what the subscriber reached (a number called), when the
+    gateway says and a reply must repeat it. ``reports_drops`` is False for
+    gateways that never say when a session ended, so the dialogue keeps the
+    resume pointer current on every hop.
     """
 
     channel: str
@@ -57,6 +59,7 @@ class Hop:
     hop_id: str
     input: str = ""
     input_after: Callable[[str | None], str] | None = None
+    service: str = ""
     shortcut: tuple[str, ...] = ()
     reports_drops: bool = True
 

@@ -112,7 +112,7 @@ async def test_gift_with_confirmation(client: TestClient, pg_pool: asyncpg.Pool)
     assert (await phone.answer("4")).text.startswith("Номер получателя (8916...):")
     assert (await phone.answer(local_form(recipient))).text.startswith("Сколько баллов")
     reading = await phone.answer("100")
-    assert reading.text.startswith("Подарить 100 б. на +7916")
+    assert reading.text.startswith("Подарить 100 б. на +7 916 ")
     assert reading.text.endswith("1. Да\n2. Нет\n0. Назад")
     assert await available(pg_pool, sender) == 1000  # nothing moves before the confirmation
 

@@ -75,7 +75,7 @@ async def parse(request: web.Request) -> Hop:
     )
 
 
-def render(answer: Answer) -> web.Response:
+def render(answer: Answer, _message: object = None) -> web.Response:
     """``CON``/``END`` text for the screen."""
     screen = answer.screen
     prefix = "END " if screen.final else "CON "

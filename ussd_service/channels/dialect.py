@@ -16,10 +16,13 @@ from typing import Any, Literal, Protocol
 
 from aiohttp import web
 
+from ussd_service.delivery_reports import DeliveryReport
 from ussd_service.hop import Hop
 from ussd_service.sms_desk import InboundSms
 
 ChannelName = Literal["ussd", "ivr", "sms"]
+#: What a route's ``parse`` hands the core that answers it.
+Message = Hop | InboundSms | DeliveryReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,18 +31,21 @@ class Route:
 
     ``parse`` raises ``MalformedRequestError`` (a 400 with its message) or
     returns the core's message (a ``Hop`` goes to the menu dialogue, an
-    ``InboundSms`` to the SMS desk), or None when the request needs no answer
-    from the core (a call-progress callback). ``render`` turns the core's answer
-    (``dialogue.Answer`` or the SMS reply text; None when ``parse`` gave None)
-    into the gateway's reply. ``verify`` checks a dialect's own signature
+    ``InboundSms`` to the SMS desk, a ``DeliveryReport`` to the outbox), or
+    None when the request needs no answer from the core (a call-progress
+    callback). ``render(answer, message)`` turns the core's answer (a
+    ``hop.Answer``, the SMS reply text, a report's result; None when ``parse``
+    gave None) into the gateway's reply; the message is there for dialects
+    whose reply repeats what the request said (a VoiceXML document declares
+    the call's ids). ``verify`` checks a dialect's own signature
     before parsing; the shared gateway secret is checked for every route.
     """
 
     method: str
     path: str
     name: str
-    parse: Callable[[web.Request], Awaitable[Hop | InboundSms | None]]
-    render: Callable[[Any], web.StreamResponse]
+    parse: Callable[[web.Request], Awaitable[Message | None]]
+    render: Callable[[Any, Any], web.StreamResponse]
     openapi: Mapping[str, Any]
     verify: Callable[[web.Request], Awaitable[None]] | None = None
 

@@ -149,7 +149,7 @@ async def parse(request: web.Request) -> Hop:
 _dumps = functools.partial(json.dumps, ensure_ascii=False)
 
 
-def render(answer: Answer) -> web.Response:
+def render(answer: Answer, _message: object = None) -> web.Response:
     """``{Type, Message}``; a continuing reply keeps the hop counter in ``ClientState``."""
     screen = answer.screen
     if screen.final:

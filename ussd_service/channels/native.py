@@ -75,7 +75,7 @@ async def parse(request: web.Request) -> Hop:
     )
 
 
-def render(answer: Answer) -> web.Response:
+def render(answer: Answer, _message: object = None) -> web.Response:
     """``{action, text}`` JSON for the screen."""
     screen = answer.screen
     action = "end" if screen.final else "continue"

@@ -38,7 +38,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
@@ -243,7 +243,7 @@ async def parse_post(request: web.Request) -> InboundSms:
     return _inbound(form.get("from"), form.get("to"), form.get("text"), form.get("id"))
 
 
-def render(reply: str) -> web.Response:
+def render(reply: str, _message: object = None) -> web.Response:
     """The answer SMS as Kannel takes it: a 200 with text; UCS-2 asked for when needed."""
     headers = {} if is_gsm7(reply) else {KANNEL_CODING_HEADER: KANNEL_UCS2}
     return web.Response(text=reply, content_type=TEXT_PLAIN, charset="utf-8", headers=headers)
@@ -300,7 +300,7 @@ async def parse_dlr(request: web.Request) -> DeliveryReport:
     return delivery_report(fields)
 
 
-def render_dlr(_result: Any) -> web.Response:
+def render_dlr(_result: Any, _message: object = None) -> web.Response:
     """Kannel ignores the body of a report's answer; a 200 stops its retries."""
     return web.Response(text="ok\n", content_type=TEXT_PLAIN)
 
@@ -481,7 +481,7 @@ def _dlr_route(method: str) -> Route:
         method,
         DLR_PATH,
         f"sms_dlr_{method.lower()}",
-        cast(Any, parse_dlr),
+        parse_dlr,
         render_dlr,
         gateway_operation(
             "A delivery report of a notification (Kannel dlr-url).",

@@ -104,7 +104,7 @@ def _speak(target: VoiceResponse | Gather, screen: Screen) -> None:
             target.say(prompt.text)
 
 
-def render(answer: Answer) -> web.Response:
+def render(answer: Answer, _message: object = None) -> web.Response:
     """TwiML for the answer's screen; its ``seq`` numbers the next hop."""
     return web.Response(
         text=twiml(answer.screen, seq=answer.seq, handoff_id=answer.handoff_id),
@@ -113,7 +113,7 @@ def render(answer: Answer) -> web.Response:
     )
 
 
-def render_status(_answer: Answer | None) -> web.Response:
+def render_status(_answer: Answer | None, _message: object = None) -> web.Response:
     """A status callback needs no content."""
     return web.Response(status=204)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -65,12 +64,6 @@ class Call:
     session: str
     caller: str
     called: str = ""
-
-
-# ``Route.render`` is given only the dialogue's answer, yet the document must
-# carry the call's ids: ``parse`` leaves them here, and the generic handler
-# renders in the same task right after, so each request sees its own call.
-_CALL: ContextVar[Call | None] = ContextVar("voicexml_call", default=None)
 
 
 async def _fields(request: web.Request) -> dict[str, str]:
@@ -123,8 +116,9 @@ async def parse(request: web.Request) -> Hop:
         kind, hop_id = HopKind.TIMEOUT, f"{seq}:timeout"
     else:
         kind, hop_id = HopKind.INPUT, f"{seq}:keys"
-    _CALL.set(call)
-    return Hop("ivr", GATEWAY, call.session, call.caller, kind, hop_id, input=digits)
+    return Hop(
+        "ivr", GATEWAY, call.session, call.caller, kind, hop_id, input=digits, service=call.called
+    )
 
 
 async def parse_hangup(request: web.Request) -> Hop:
@@ -133,10 +127,10 @@ async def parse_hangup(request: web.Request) -> Hop:
     return Hop("ivr", GATEWAY, call.session, call.caller, HopKind.ABORT, "hangup")
 
 
-def render(answer: Answer) -> web.Response:
+def render(answer: Answer, hop: Hop) -> web.Response:
     """The VoiceXML document of the answer's screen; its ``seq`` numbers the next hop."""
-    # Only a render without a parse (never in the service) lacks the call.
-    call = _CALL.get() or Call("", "", "")
+    # The document declares the call's ids, for the browser to submit them back.
+    call = Call(hop.session_id, hop.msisdn, hop.service)
     document = vxml(answer.screen, seq=answer.seq, call=call, handoff_id=answer.handoff_id)
     return web.Response(text=document, content_type=CONTENT_TYPE, charset="utf-8")
 
@@ -148,7 +142,7 @@ _EXIT = (
 )
 
 
-def render_hangup(_answer: Answer) -> web.Response:
+def render_hangup(_answer: Answer, _message: object = None) -> web.Response:
     """A VoiceXML document that exits (the browser fetched it, so it must be one)."""
     return web.Response(text=_EXIT, content_type=CONTENT_TYPE, charset="utf-8")
 
