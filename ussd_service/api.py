@@ -361,6 +361,7 @@ def outbox_item(
         "created_at": plain(message.created_at),
         "sent_at": plain(message.sent_at),
         "delivery": dict(delivery) if delivery is not None else None,
+        "dlr": message.dlr.as_dict() if message.dlr is not None else None,
     }
 
 

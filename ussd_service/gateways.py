@@ -29,6 +29,9 @@ from ussd_service.hop import Hop, MalformedRequestError
 from ussd_service.keys import DIALOGUE, PG_POOL, SMS_DESK
 from ussd_service.sms_desk import InboundSms
 
+# When the gateway should report again after the ledger could not record a report.
+RETRY_AFTER_S = 5
+
 
 def _handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -49,7 +52,10 @@ def _handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
                 answer = await request.app[DELIVERY_REPORTS].record(request.app[PG_POOL], message)
             except LedgerUnavailableError:
                 return web.Response(
-                    status=503, text="the ledger is unreachable\n", content_type="text/plain"
+                    status=503,
+                    text="the ledger is unreachable\n",
+                    content_type="text/plain",
+                    headers={"Retry-After": str(RETRY_AFTER_S)},
                 )
         return route.render(answer, message)
 

@@ -55,6 +55,19 @@ _OUTBOX_ITEM = {
         "last_error": {"type": ["string", "null"], "description": "why the last try failed"},
         "created_at": {"type": "string", "format": "date-time"},
         "sent_at": {"type": ["string", "null"], "format": "date-time"},
+        "dlr": {
+            "type": ["object", "null"],
+            "description": "the latest delivery report from the SMS gateway (null: none yet)",
+            "properties": {
+                "status": {
+                    "type": "string",
+                    "enum": ["buffered", "accepted", "delivered", "failed"],
+                },
+                "attempt": {"type": "integer", "description": "the send it reports on"},
+                "at": {"type": "string", "format": "date-time"},
+                "detail": {"type": ["string", "null"], "description": "the SMSC's words"},
+            },
+        },
         "delivery": {
             "type": ["object", "null"],
             "description": "how a sent message went out: via the SMS gateway, or logged "

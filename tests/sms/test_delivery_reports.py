@@ -196,6 +196,11 @@ async def test_delivered_after_progress_and_nothing_after_the_final_report(
     assert counts["progress"] == "1.0"
     assert counts["delivered"] == "1.0"
     assert counts["duplicate"] == "2.0"
+    # The operators see it in the outbox.
+    body = await (await client.get("/v1/outbox", params={"status": "sent"})).json()
+    [item] = [i for i in body["items"] if i["id"] == message.id]
+    assert item["dlr"]["status"] == "delivered"
+    assert item["dlr"]["attempt"] == 1
 
 
 async def test_a_refusal_by_the_smsc_is_retried_and_a_late_report_is_stale(

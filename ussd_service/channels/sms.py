@@ -254,7 +254,7 @@ def render(reply: str, _message: object = None) -> web.Response:
 
 def _positive(fields: Mapping[str, str], name: str) -> int:
     value = require(dict(fields), name, max_len=18)
-    if not value.isdigit() or int(value) < 1:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
         raise MalformedRequestError(f"field {name} must be a positive whole number")
     return int(value)
 
@@ -281,7 +281,7 @@ def delivery_report(fields: Mapping[str, str]) -> DeliveryReport:
     at = None
     stamp = fields.get("at") or ""
     if stamp:
-        if not stamp.isdigit() or not 0 < int(stamp) <= MAX_UNIX_TIME:
+        if not (stamp.isascii() and stamp.isdigit()) or not 0 < int(stamp) <= MAX_UNIX_TIME:
             raise MalformedRequestError("field at must be a Unix time in seconds")
         at = datetime.fromtimestamp(int(stamp), UTC)
     permanent = kind == DLR_FAILED or (

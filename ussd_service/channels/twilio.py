@@ -44,7 +44,7 @@ def _seq(request: web.Request) -> int | None:
     raw = request.query.get("seq")
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 9:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
         raise MalformedRequestError("query parameter seq must be a small whole number")
     return int(raw)
 
