@@ -27,14 +27,15 @@ SCHEMA_PACKAGES = ("ledger", "ussd_service")
 
 
 @contextlib.contextmanager
-def backing_servers(settings: Settings) -> Iterator[Settings]:
-    """Yield settings with both URLs set, starting embedded servers for missing ones.
+def embedded_backing(settings: Settings) -> Iterator[tuple[Settings, EmbeddedServers | None]]:
+    """Settings with both URLs set, and the embedded servers behind the missing ones.
 
-    Servers this call started are stopped on exit; servers it joined (another
-    process started them in the same data directory) keep running.
+    None instead of the servers when both URLs are external. Servers this call
+    started are stopped on exit; servers it joined (another process started
+    them in the same data directory) keep running.
     """
     if not settings.embedded:
-        yield settings
+        yield settings, None
         return
     embedded = EmbeddedServers(
         settings.data_dir, redis=not settings.redis_url, postgres=not settings.database_url
@@ -47,17 +48,25 @@ def backing_servers(settings: Settings) -> Iterator[Settings]:
         pids=embedded.pids,
     )
     try:
-        yield settings.model_copy(
+        resolved = settings.model_copy(
             update={
                 "redis_url": settings.redis_url or urls.redis_url,
                 "database_url": settings.database_url or urls.database_url,
             }
         )
+        yield resolved, embedded
     finally:
         started = embedded.pids
         embedded.stop()
         if started:
             log.info("embedded_servers_stopped", pids=started)
+
+
+@contextlib.contextmanager
+def backing_servers(settings: Settings) -> Iterator[Settings]:
+    """Settings with both URLs set, starting embedded servers for the missing ones."""
+    with embedded_backing(settings) as (resolved, _servers):
+        yield resolved
 
 
 async def apply_migrations(database_url: str) -> list[str]:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 import structlog
 
 from embedded_servers import EmbeddedServerError, EmbeddedServers
+from ussd_service.backends import embedded_backing
 from ussd_service.config import Settings
 
 log = structlog.get_logger(__name__)
@@ -120,36 +121,13 @@ def supervised_servers(settings: Settings) -> Iterator[tuple[Settings, ServerSup
     Yields settings with both URLs set and the supervisor (None when this
     process started no server: external URLs, or servers another process runs).
     """
-    if not settings.embedded:
-        yield settings, None
-        return
-    embedded = EmbeddedServers(
-        settings.data_dir, redis=not settings.redis_url, postgres=not settings.database_url
-    )
-    urls = embedded.start()
-    log.info(
-        "embedded_servers",
-        data_dir=str(embedded.data_dir),
-        started=embedded.started_any,
-        pids=embedded.pids,
-    )
-    supervisor = ServerSupervisor(embedded) if embedded.started_any else None
-    try:
+    with embedded_backing(settings) as (resolved, embedded):
+        started = embedded is not None and embedded.started_any
+        supervisor = ServerSupervisor(embedded) if embedded is not None and started else None
         if supervisor is not None:
             supervisor.start()
-        yield (
-            settings.model_copy(
-                update={
-                    "redis_url": settings.redis_url or urls.redis_url,
-                    "database_url": settings.database_url or urls.database_url,
-                }
-            ),
-            supervisor,
-        )
-    finally:
-        if supervisor is not None:
-            supervisor.stop()
-        started = embedded.pids
-        embedded.stop()
-        if started:
-            log.info("embedded_servers_stopped", pids=started)
+        try:
+            yield resolved, supervisor
+        finally:
+            if supervisor is not None:
+                supervisor.stop()
