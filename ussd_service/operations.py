@@ -36,6 +36,11 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
+    # The server is shutting down (a fast shutdown, an administrator).
+    asyncpg.OperatorInterventionError,
+    # A pooled connection whose server died while it was idle: asyncpg reads the
+    # server's goodbye as a protocol surprise ("cannot switch to state ...").
+    asyncpg.InternalClientError,
     ledger.TooManyRetries,
 )
 

@@ -45,13 +45,9 @@ import aiohttp
 import asyncpg
 import psutil
 
+from embedded_servers import EmbeddedServers
 from ussd_service.channels import dialect
 from ussd_service.channels.dialect import GatewayRequest, GatewaySession
-
-try:
-    from embedded_servers import EmbeddedServers
-except ImportError:  # the servers' package before it moved out of ussd_service
-    from ussd_service.embedded import EmbeddedServers  # type: ignore[no-redef]
 
 CLI = str(Path(sys.executable).parent / "ussd-service")
 USSD_CODE = "*111*455#"
