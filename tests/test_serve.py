@@ -160,10 +160,18 @@ def test_bad_configuration_is_a_clear_usage_error(data_dir: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_unreachable_database_is_a_one_line_error_without_the_password(data_dir: Path) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [("serve",), ("migrate",), ("ledger", "check"), ("worker", "--once")],
+    ids=" ".join,
+)
+def test_unreachable_database_is_a_one_line_error_without_the_password(
+    data_dir: Path, command: tuple[str, ...]
+) -> None:
     closed_port = _free_port()
+    extra = ("--port", str(_free_port())) if command == ("serve",) else ()
     result = subprocess.run(
-        [CLI, "serve", "--data-dir", str(data_dir), "--port", str(_free_port())],
+        [CLI, *command, "--data-dir", str(data_dir), *extra],
         env={
             **os.environ,
             "DATABASE_URL": f"postgresql://ussd:hunter2-pg@127.0.0.1:{closed_port}/ussd",

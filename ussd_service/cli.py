@@ -121,9 +121,12 @@ def serve(
 DB_CONNECT_TIMEOUT_S = 10.0
 
 
-def _prepare_database(settings: Settings, *, external: bool) -> None:
-    """Apply migrations and load the first catalogue; a database out of reach is
-    a one-line error naming where its URL came from (never its password)."""
+def _migrated(settings: Settings, *, external: bool) -> list[str]:
+    """Reach the database and apply pending migrations; the names applied now.
+
+    A database out of reach is a one-line error naming where its URL came
+    from (never its password), for every command that needs the ledger.
+    """
     url = settings.database_url
     assert url
     try:
@@ -134,7 +137,12 @@ def _prepare_database(settings: Settings, *, external: bool) -> None:
         raise click.ClickException(
             f"{where}: cannot connect to {mask_url(url)}: {reason}"
         ) from None
-    applied = asyncio.run(apply_migrations(url))
+    return asyncio.run(apply_migrations(url))
+
+
+def _prepare_database(settings: Settings, *, external: bool) -> None:
+    """Apply migrations and load the first catalogue (``serve``)."""
+    applied = _migrated(settings, external=external)
     log.info("migrations_applied", applied=applied)
     loaded = asyncio.run(_with_pool(settings, _first_catalog))
     if loaded is not None:
@@ -152,8 +160,7 @@ def migrate(data_dir: Path | None) -> None:
     """Apply pending ledger migrations."""
     settings = _settings(data_dir=data_dir)
     with backing_servers(settings) as resolved:
-        assert resolved.database_url
-        applied = asyncio.run(apply_migrations(resolved.database_url))
+        applied = _migrated(resolved, external=settings.database_url is not None)
     click.echo(
         f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else "")
     )
@@ -178,8 +185,7 @@ async def _first_catalog(pool: asyncpg.Pool) -> ledger.CatalogLoad | None:
 def _run_with_servers(data_dir: Path | None, work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
     settings = _settings(data_dir=data_dir)
     with backing_servers(settings) as resolved:
-        assert resolved.database_url
-        asyncio.run(apply_migrations(resolved.database_url))
+        _migrated(resolved, external=settings.database_url is not None)
         return asyncio.run(_with_pool(resolved, work))
 
 
@@ -285,8 +291,7 @@ def worker(data_dir: Path | None, menu_file: Path | None, *, once: bool) -> None
     """Run the notification delivery worker alone (SMS via USSD_SMS_GATEWAY_URL)."""
     settings = _settings(data_dir=data_dir, menu_file=menu_file)
     with backing_servers(settings) as resolved:
-        assert resolved.database_url
-        asyncio.run(apply_migrations(resolved.database_url))
+        _migrated(resolved, external=settings.database_url is not None)
         report = asyncio.run(notifier.run_worker(resolved, once=once))
     if report is not None:
         click.echo(
