@@ -41,6 +41,8 @@ from ledger.results import (
     Outcome,
     PendingGift,
     PendingGifts,
+    SentGift,
+    SentGifts,
 )
 from ledger.settings import DEFAULT_SETTINGS, LedgerSettings
 
@@ -175,6 +177,35 @@ async def pending_gifts(
         for row in rows
     ]
     return Outcome(Code.OK, PendingGifts(items, len(items)))
+
+
+async def sent_gifts(
+    pool: asyncpg.Pool,
+    sender: str,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+    settings: LedgerSettings = DEFAULT_SETTINGS,
+) -> Outcome[SentGifts]:
+    """Gifts the sender sent that still wait for an answer (cancellable), oldest first.
+
+    Code: ok.
+    """
+    number = normalize(sender, settings.default_region)
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT g.id, r.msisdn AS recipient, g.points, g.created_at, g.expires_at "
+            "FROM gifts g JOIN subscribers s ON s.id = g.sender_id "
+            "JOIN subscribers r ON r.id = g.recipient_id "
+            "WHERE s.msisdn = $1 AND g.status = 'pending' AND g.expires_at > $2 "
+            "ORDER BY g.created_at, g.id",
+            number,
+            clock.now(),
+        )
+    items = [
+        SentGift(row["id"], row["recipient"], row["points"], row["created_at"], row["expires_at"])
+        for row in rows
+    ]
+    return Outcome(Code.OK, SentGifts(items, len(items)))
 
 
 # -- resolution -----------------------------------------------------------------

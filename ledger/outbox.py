@@ -43,6 +43,8 @@ EVENTS = (
     "gift_returned",
     "reward_fulfilled",
     "reward_failed",
+    # Not caused by a ledger operation: a one-time code for the web sign-in.
+    "login_code",
 )
 # Longest error text kept per message.
 MAX_ERROR_CHARS = 500
@@ -130,6 +132,34 @@ async def claim_due(
             limit,
         )
     return sorted((_message(row) for row in rows), key=lambda m: m.id)
+
+
+async def queue_notification(
+    pool: asyncpg.Pool,
+    event: str,
+    msisdn: str,
+    payload: dict[str, Any],
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+) -> int:
+    """Queue a notification no ledger operation causes (a sign-in code); return its id.
+
+    ``payload["language"]`` is the addressee's language, as for every message.
+    It goes out through the same worker, gateway and retries as the others.
+    """
+    if event not in EVENTS:
+        raise ValueError(f"unknown notification event {event!r}")
+    now = clock.now()
+    async with pool.acquire() as conn:
+        message_id: int = await conn.fetchval(
+            "INSERT INTO outbox (event, msisdn, payload, next_attempt_at, created_at) "
+            "VALUES ($1, $2, $3::jsonb, $4, $4) RETURNING id",
+            event,
+            msisdn,
+            json.dumps(payload, default=str),
+            now,
+        )
+    return message_id
 
 
 async def mark_sent(pool: asyncpg.Pool, message_id: int, *, clock: Clock = SYSTEM_CLOCK) -> bool:

@@ -23,7 +23,15 @@ from ledger._tx import (
 from ledger.clock import SYSTEM_CLOCK, Clock
 from ledger.errors import Code
 from ledger.msisdn import normalize
-from ledger.results import Accrual, Balance, History, HistoryItem, Outcome
+from ledger.results import (
+    Accrual,
+    Balance,
+    Expiry,
+    ExpirySchedule,
+    History,
+    HistoryItem,
+    Outcome,
+)
 from ledger.settings import DEFAULT_SETTINGS, LedgerSettings
 
 # History kind of a subscriber entry, by operation kind.
@@ -147,6 +155,31 @@ async def history(
         for row in rows
     ]
     return Outcome(Code.OK, History(items))
+
+
+async def expiry_schedule(
+    pool: asyncpg.Pool,
+    msisdn: str,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+    settings: LedgerSettings = DEFAULT_SETTINGS,
+) -> Outcome[ExpirySchedule]:
+    """When the available points expire: points per calendar day, soonest first.
+
+    Codes: ok, not_enrolled (a blocked subscriber still sees theirs).
+    """
+    number = normalize(msisdn, settings.default_region)
+    zone = ZoneInfo(settings.timezone)
+    async with pool.acquire() as conn:
+        sub = await _accounts.find_subscriber(conn, number)
+        if sub is None or sub.status == "not_enrolled":
+            return Outcome(Code.NOT_ENROLLED)
+        lots = await _accounts.spendable_lots(conn, sub.account_id, clock.now())
+    days: dict[date, int] = {}
+    for lot in lots:
+        day = lot.expires_at.astimezone(zone).date()
+        days[day] = days.get(day, 0) + lot.amount
+    return Outcome(Code.OK, ExpirySchedule([Expiry(day, points) for day, points in days.items()]))
 
 
 def end_of_day(day: date, settings: LedgerSettings) -> datetime:

@@ -110,6 +110,21 @@ class Balance:
 
 
 @dataclass(frozen=True)
+class Expiry:
+    """``points`` of a subscriber expire at the end of ``day`` (the programme's time zone)."""
+
+    day: date
+    points: int
+
+
+@dataclass(frozen=True)
+class ExpirySchedule:
+    """When the available points expire, soonest first, one entry per calendar day."""
+
+    items: list[Expiry]
+
+
+@dataclass(frozen=True)
 class SubscriberSummary:
     """Everything ``GET /v1/subscribers/{msisdn}`` shows."""
 
@@ -204,6 +219,23 @@ class PendingGift:
 @dataclass(frozen=True)
 class PendingGifts:
     items: list[PendingGift]
+    count: int
+
+
+@dataclass(frozen=True)
+class SentGift:
+    """A gift this subscriber sent that still waits for the recipient's answer."""
+
+    gift_id: int
+    recipient: str
+    points: int
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class SentGifts:
+    items: list[SentGift]
     count: int
 
 

@@ -36,6 +36,7 @@ from ussd_service.menu_operations import CatalogCache
 from ussd_service.metrics import Metrics
 from ussd_service.operations import LedgerOperations
 from ussd_service.sms_desk import SmsDesk
+from ussd_service.web import add_routes as add_web_routes
 
 log = structlog.get_logger(__name__)
 
@@ -218,4 +219,5 @@ def create_app(
     openapi.add_routes(app)
     gateways.add_routes(app)
     api.add_routes(app)
+    add_web_routes(app, settings)
     return app

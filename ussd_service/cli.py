@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -298,6 +299,47 @@ def worker(data_dir: Path | None, menu_file: Path | None, *, once: bool) -> None
             f"claimed {report.claimed}, sent {len(report.sent)}, "
             f"retrying {len(report.retrying)}, parked {len(report.parked)}"
         )
+
+
+@main.group(name="operator")
+def operator_group() -> None:
+    """Accounts of the help-desk operators' web console (/operator)."""
+
+
+@operator_group.command(name="add")
+@click.argument("name")
+@_DATA_DIR
+def operator_add(name: str, data_dir: Path | None) -> None:
+    """Create the console account NAME, or give it a new password (asked twice).
+
+    The password is stored as an argon2id hash; a new one signs the operator's
+    open sessions out.
+    """
+    from ussd_service.web import limits, passwords  # noqa: PLC0415 - argon2 only when used
+    from ussd_service.web.operators import set_operator  # noqa: PLC0415
+
+    name = name.strip().lower()
+    if not re.match(limits.OPERATOR_NAME_PATTERN, name):
+        raise click.BadParameter(
+            "2-64 of a-z, 0-9 and . _ - (starting with a letter or digit)", param_hint="NAME"
+        )
+    password = click.prompt(
+        f"Password for {name}", hide_input=True, confirmation_prompt=True, err=True
+    )
+    if not limits.PASSWORD_MIN_LENGTH <= len(password) <= limits.PASSWORD_MAX_LENGTH:
+        raise click.BadParameter(
+            f"a password has {limits.PASSWORD_MIN_LENGTH} to {limits.PASSWORD_MAX_LENGTH} "
+            "characters",
+            param_hint="password",
+        )
+    password_hash = passwords.hash_password(password)
+
+    async def store(pool: asyncpg.Pool) -> bool:
+        _operator, created = await set_operator(pool, name, password_hash)
+        return created
+
+    created = _run_with_servers(data_dir, store)
+    click.echo(f"operator {name}: {'created' if created else 'password reset'}")
 
 
 # Tool commands (the designers' simulate, test-conversations, graph, report)

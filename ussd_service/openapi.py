@@ -15,6 +15,7 @@ from aiohttp import web
 import ledger
 from ussd_service import api
 from ussd_service.channels import DIALECTS
+from ussd_service.web.openapi import WEB_PATHS
 
 _JSON = "application/json"
 
@@ -380,6 +381,8 @@ PATHS: dict[str, dict[str, Any]] = {
             },
         }
     },
+    # The web account and the operators' console (HTML pages and form posts).
+    **WEB_PATHS,
 }
 
 
