@@ -67,6 +67,7 @@ from ledger.rewards import (
     redeem,
 )
 from ledger.settings import DEFAULT_SETTINGS, LedgerSettings
+from ledger.statement import Statement, StatementItem, statement
 from ledger.subscribers import (
     block,
     enroll,
@@ -112,6 +113,8 @@ __all__ = [
     "RedemptionSettlement",
     "SentGift",
     "SentGifts",
+    "Statement",
+    "StatementItem",
     "StatusChange",
     "Subscriber",
     "SubscriberSummary",
@@ -149,6 +152,7 @@ __all__ = [
     "run_sweeper",
     "sent_gifts",
     "set_language",
+    "statement",
     "subscriber_summary",
     "sweep",
     "try_normalize_msisdn",

@@ -27,9 +27,12 @@ class CompiledText:
         return render(self.templates[language], scope, language)
 
     def render_voice(self, language: str, scope: Mapping[str, Any]) -> str:
-        """The text for text-to-speech: the IVR wording when given, else the screen text."""
+        """The text for text-to-speech: the IVR wording when given, else the screen text.
+
+        Values are rendered to be said (dates in words, whole numbers).
+        """
         segments = self.voice.get(language) or self.templates[language]
-        return render(segments, scope, language)
+        return render(segments, scope, language, voice=True)
 
     @property
     def static(self) -> bool:

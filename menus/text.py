@@ -5,12 +5,17 @@ A template is plain text with ICU-style placeholders::
     {name}                       the value as text
     {points, number}             a number in the locale's format (1 234 / 1,234)
     {expires, date}              a date in the locale's medium format
+    {created, day}               day and month only (9 мая, May 9)
+    {points, signed}             a number with its sign (+120, -15)
     {recipient, phone}           a phone number in full, grouped (+7 916 123-45-67)
     {points, plural, one {# балл} few {# балла} many {# баллов} other {# балла}}
     {kind, select, accrual {Начисление} redemption {Обмен} other {Операция}}
 
 ``#`` inside a plural branch is the number, formatted. Names are dotted paths
 into the session variables and operation results; nothing else is evaluated.
+
+Rendered for voice (``voice=True``), values are said rather than written:
+dates in words with no abbreviation (``9 декабря 2026 года``).
 """
 
 from __future__ import annotations
@@ -23,12 +28,12 @@ from typing import Any
 
 import phonenumbers
 from babel import Locale
-from babel.dates import format_date
+from babel.dates import format_date, format_skeleton
 from babel.numbers import format_decimal
 
 from menus.expr import lookup
 
-FORMATS = frozenset({"number", "date", "phone", "plural", "select"})
+FORMATS = frozenset({"number", "signed", "date", "day", "phone", "plural", "select"})
 BRANCHED = frozenset({"plural", "select"})
 PLURAL_CATEGORIES = frozenset({"zero", "one", "two", "few", "many", "other"})
 # Babel uses no-break spaces as group separators; gateways and GSM-7 do not have them.
@@ -143,7 +148,7 @@ def placeholders(segments: tuple[Segment, ...]) -> list[Placeholder]:
     return found
 
 
-def format_number(value: Any, language: str) -> str:
+def format_number(value: Any, language: str, voice: bool = False) -> str:
     """``value`` as a number in the language's format, with plain spaces."""
     try:
         return str(format_decimal(value, locale=locale(language))).translate(_SPACES)
@@ -151,21 +156,57 @@ def format_number(value: Any, language: str) -> str:
         return str(value)
 
 
-def format_day(value: Any, language: str) -> str:
-    """A date (``date``, ``datetime`` or ISO string) in the language's medium format."""
-    day: dt.date | None = None
-    if isinstance(value, dt.datetime):
-        day = value.date()
-    elif isinstance(value, dt.date):
-        day = value
-    elif isinstance(value, str):
+def format_signed(value: Any, language: str, voice: bool = False) -> str:
+    """``+120`` / ``-15``: the number with its sign (ASCII, so GSM-7 pages stay GSM-7)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         try:
-            day = dt.date.fromisoformat(value[:10])
+            value = int(str(value))
         except ValueError:
-            return value
+            return _plain(value)
+    if value == 0:
+        return format_number(0, language, voice)
+    return ("+" if value > 0 else "-") + format_number(abs(value), language, voice)
+
+
+def _as_day(value: Any) -> dt.date | None:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value[:10])
+        except ValueError:
+            return None
+    return None
+
+
+# Spoken dates: the month in words and no abbreviated "year" (TTS would spell it).
+_SPOKEN_DATE = {"ru": "d MMMM y 'года'"}
+
+
+def format_day(value: Any, language: str, voice: bool = False) -> str:
+    """A date (``date``, ``datetime`` or ISO string) in the language's medium format.
+
+    For voice, the long format with the month in words (``9 декабря 2026 года``).
+    """
+    day = _as_day(value)
     if day is None:
         return "" if value is None else str(value)
-    return str(format_date(day, format="medium", locale=locale(language))).translate(_SPACES)
+    lang = locale(language)
+    if voice:
+        pattern = _SPOKEN_DATE.get(lang.language, "long")
+        return str(format_date(day, format=pattern, locale=lang)).translate(_SPACES)
+    return str(format_date(day, format="medium", locale=lang)).translate(_SPACES)
+
+
+def format_day_month(value: Any, language: str, voice: bool = False) -> str:
+    """Day and month only (``9 мая``, ``May 9``); for voice the month in full."""
+    day = _as_day(value)
+    if day is None:
+        return "" if value is None else str(value)
+    skeleton = "MMMMd" if voice else "MMMd"
+    return str(format_skeleton(skeleton, day, locale=locale(language))).translate(_SPACES)
 
 
 def format_phone(value: Any) -> str:
@@ -200,11 +241,13 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
-_FORMATTERS: Mapping[str | None, Callable[[Any, str], str]] = {
-    None: lambda value, _language: _plain(value),
+_FORMATTERS: Mapping[str | None, Callable[[Any, str, bool], str]] = {
+    None: lambda value, _language, _voice: _plain(value),
     "number": format_number,
+    "signed": format_signed,
     "date": format_day,
-    "phone": lambda value, _language: format_phone(value),
+    "day": format_day_month,
+    "phone": lambda value, _language, _voice: format_phone(value),
 }
 
 
@@ -213,10 +256,13 @@ def render(
     scope: Mapping[str, Any],
     language: str,
     number: str | None = None,
+    *,
+    voice: bool = False,
 ) -> str:
     """Fill the placeholders of a parsed template from ``scope``.
 
-    ``number`` replaces ``#`` in literal text (inside a plural branch only).
+    ``number`` replaces ``#`` in literal text (inside a plural branch only);
+    ``voice`` renders values to be spoken (see the module's docstring).
     """
     out: list[str] = []
     for seg in segments:
@@ -226,12 +272,13 @@ def render(
         value = lookup(scope, seg.path)
         if seg.format == "plural":
             branch = seg.branches.get(plural_category(value, language), seg.branches["other"])
-            out.append(render(branch, scope, language, format_number(value, language)))
+            shown = format_number(value, language, voice)
+            out.append(render(branch, scope, language, shown, voice=voice))
         elif seg.format == "select":
             branch = seg.branches.get(_plain(value), seg.branches["other"])
-            out.append(render(branch, scope, language))
+            out.append(render(branch, scope, language, voice=voice))
         else:
-            out.append(_FORMATTERS[seg.format](value, language))
+            out.append(_FORMATTERS[seg.format](value, language, voice))
     return "".join(out)
 
 

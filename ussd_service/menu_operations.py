@@ -34,7 +34,8 @@ from ledger import Code
 from menus.operations import OK, UNAVAILABLE, OperationResult, OperationSpec
 
 CATALOG_TTL_S = 10.0
-HISTORY_LIMIT = 5
+# Movements a history screen pages through (read on a small screen, a page at a time).
+HISTORY_LIMIT = 20
 # Keyword-only parameters a hop's context can fill.
 CONTEXT_NAMES = frozenset(
     {"key", "clock", "settings", "provisioner", "session_language", "catalog_cache"}
@@ -85,9 +86,11 @@ async def history(
     limit: int = HISTORY_LIMIT,
     *,
     settings: ledger.LedgerSettings,
+    session_language: str,
 ) -> ledger.Outcome[Any]:
-    """The latest movements (a few: they are read on a small screen)."""
-    return await ledger.history(pool, msisdn, limit, settings=settings)
+    """The latest movements with their counterparty or reward (reward titles in the
+    session's language)."""
+    return await ledger.statement(pool, msisdn, limit, language=session_language, settings=settings)
 
 
 async def catalog(
@@ -188,7 +191,7 @@ _RESOLVE_CODES = (Code.NO_PENDING_GIFT, Code.GIFT_EXPIRED, Code.GIFT_NOT_PENDING
 #   subscriber     -> status ("not_enrolled" | "active" | "blocked"), language
 #   enroll         -> status
 #   balance        -> available, pending_in, pending_out, expiring_points, expiring_date
-#   history        -> items: [{kind, points, created_at}]
+#   history        -> items: [{kind, points (signed), amount, created_at, counterparty, reward}]
 #   catalog        -> items: [{code, title, description, price, category}]
 #   redeem         -> reward_title, points, available, redemption_id
 #   gift           -> gift_id, points, recipient, expires_at, available

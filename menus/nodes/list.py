@@ -79,7 +79,10 @@ class ListNode(NodeKind):
             hop.items = list(items)
 
     def layout(self, hop: Hop) -> list[Page]:
-        """Items numbered 1.. on every USSD page; IVR reads a few items per page."""
+        """Items numbered 1.. on every USSD page; IVR reads a few items per page.
+
+        A read-only list's items carry no number: there is nothing to press.
+        """
         state = hop.state
         scope = scope_of(state)
         header = hop.say(self.text, scope)
@@ -99,7 +102,7 @@ class ListNode(NodeKind):
             labels,
             hop.menu.page_limits(language),
             back=bool(state.breadcrumb),
-            key=lambda position, _index: str(position + 1),
+            key=lambda position, _index: str(position + 1) if self.selectable else "",
         )
 
     def handle(self, hop: Hop, text: str, pages: list[Page]) -> bool:
@@ -137,7 +140,8 @@ class ListNode(NodeKind):
         page = checks.page_limits(language)
         title = checks.worst((*base, "text"), self.text, language)
         item = checks.worst((*base, "item"), self.item, language)
-        text = "\n".join([title, f"1. {item}", page.more_line, page.back_line])
+        line = f"1. {item}" if self.selectable else item
+        text = "\n".join([title, line, page.more_line, page.back_line])
         checks.fit(page, text, (*base, "item"), language, "a page with one item")
 
 

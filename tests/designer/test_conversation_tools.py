@@ -88,7 +88,7 @@ async def test_a_moved_target_fails_readably(
         _broken_menu(tmp_path),
     )
     assert "no match for the regular expression" in message
-    assert "│Последние операции:" in message.split("screen that did not match:", 1)[1]
+    assert "│История:" in message.split("screen that did not match:", 1)[1]
 
 
 async def test_the_default_menu_passes_the_same_conversations(

@@ -100,8 +100,30 @@ DEFAULT_ANSWERS: dict[str, Any] = {
         "ok",
         {
             "items": [
-                {"kind": "accrual", "points": 120, "created_at": "2026-03-01T10:00:00+00:00"},
-                {"kind": "redemption", "points": 300, "created_at": "2026-03-05T10:00:00+00:00"},
+                {
+                    "kind": "gift_received",
+                    "points": 50,
+                    "amount": 50,
+                    "created_at": "2026-03-07T10:00:00+03:00",
+                    "counterparty": "+79161234567",
+                    "reward": None,
+                },
+                {
+                    "kind": "redemption",
+                    "points": -300,
+                    "amount": 300,
+                    "created_at": "2026-03-05T10:00:00+03:00",
+                    "counterparty": None,
+                    "reward": "Награда 3",
+                },
+                {
+                    "kind": "accrual",
+                    "points": 120,
+                    "amount": 120,
+                    "created_at": "2026-03-01T10:00:00+03:00",
+                    "counterparty": None,
+                    "reward": None,
+                },
             ]
         },
     ),

@@ -74,4 +74,5 @@ def test_default_menu_has_every_sms_text(default_menu: Menu) -> None:
         "gift_returned",
         "reward_fulfilled",
         "reward_failed",
+        "login_code",  # the web account's sign-in code (ussd_service/web)
     }

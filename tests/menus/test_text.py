@@ -71,7 +71,11 @@ def test_hash_outside_plural_and_in_values_is_literal() -> None:
         ("a } b", "'}' without '{'", 2),
         ("{}", "bad placeholder name ''", 1),
         ("{a.__class__}", "bad placeholder name 'a.__class__'", 1),
-        ("{a, upper}", "unknown format 'upper' (use date, number, phone, plural, select)", 1),
+        (
+            "{a, upper}",
+            "unknown format 'upper' (use date, day, number, phone, plural, select, signed)",
+            1,
+        ),
         ("{a, plural}", "a plural needs branches: ... other {...}", 1),
         ("{a, plural, one {x}}", "a plural needs an 'other' branch", 11),
         ("{a, plural, lots {x} other {y}}", "unknown plural category 'lots'", 12),
