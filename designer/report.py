@@ -108,7 +108,7 @@ async def read_report(
     redis_url: str, since: date, until: date, menu_version: str | None = None
 ) -> dict[NodeKey, NodeCounts]:
     """The counters of ``since..until`` (UTC days, inclusive)."""
-    client = open_redis(redis_url, max_connections=REPORT_REDIS_CONNECTIONS)
+    client = await open_redis(redis_url, max_connections=REPORT_REDIS_CONNECTIONS)
     try:
         return await RedisDropoffCounters(client).read(since, until, menu_version=menu_version)
     finally:

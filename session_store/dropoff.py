@@ -26,13 +26,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from types import TracebackType
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
 import structlog
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from session_store.errors import StoreUnavailableError
 from session_store.keys import dropoff_key
+from session_store.redis_client import REDIS_UNAVAILABLE_ERRORS, RedisClient
 from session_store.settings import DROPOFF_FLUSH_INTERVAL, StoreSettings
 
 #: Separates the parts of a counter field; refused inside a part.
@@ -157,7 +155,7 @@ class RedisDropoffCounters:
 
     def __init__(
         self,
-        client: aioredis.Redis | aioredis.RedisCluster,
+        client: RedisClient,
         settings: StoreSettings | None = None,
     ) -> None:
         self._client = client
@@ -191,7 +189,7 @@ class RedisDropoffCounters:
                 pipe.expireat(self.key(day), self.expires_at(day))
             try:
                 await pipe.execute()
-            except (RedisConnectionError, RedisTimeoutError) as exc:
+            except REDIS_UNAVAILABLE_ERRORS as exc:
                 raise StoreUnavailableError(f"redis: {exc}") from exc
 
     async def read_days(
@@ -206,7 +204,7 @@ class RedisDropoffCounters:
                 pipe.hgetall(self.key(day))
             try:
                 hashes: list[dict[Any, Any]] = await pipe.execute()
-            except (RedisConnectionError, RedisTimeoutError) as exc:
+            except REDIS_UNAVAILABLE_ERRORS as exc:
                 raise StoreUnavailableError(f"redis: {exc}") from exc
         result: dict[date, dict[NodeKey, NodeCounts]] = {}
         for day, raw in zip(days, hashes, strict=True):

@@ -8,10 +8,6 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any, Final
 
-import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from session_store.errors import StoreUnavailableError
 from session_store.keys import resume_key, session_key
 from session_store.records import (
@@ -21,6 +17,7 @@ from session_store.records import (
     SessionRecord,
     SessionRef,
 )
+from session_store.redis_client import REDIS_UNAVAILABLE_ERRORS, RedisClient
 from session_store.settings import StoreSettings
 
 # Hash fields of a session record; one letter each keeps the record small.
@@ -93,7 +90,7 @@ def _pairs_to_dict(flat: list[Any]) -> dict[Any, Any]:
 async def _translated() -> AsyncIterator[None]:
     try:
         yield
-    except (RedisConnectionError, RedisTimeoutError) as exc:
+    except REDIS_UNAVAILABLE_ERRORS as exc:
         raise StoreUnavailableError(f"redis: {exc}") from exc
 
 
@@ -106,7 +103,7 @@ class RedisSessionStore:
 
     def __init__(
         self,
-        client: aioredis.Redis | aioredis.RedisCluster,
+        client: RedisClient,
         settings: StoreSettings | None = None,
     ) -> None:
         self._client = client

@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
 from embedded_servers import EmbeddedServers
+from embedded_servers.redis_cluster import LocalRedisCluster
 from ledger.migrations import migrate
 from ussd_service.app import create_app
 from ussd_service.backends import SCHEMA_PACKAGES
@@ -122,6 +123,31 @@ async def pg_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 async def redis_client(servers: ServerTarget) -> AsyncIterator[aioredis.Redis]:
     """A Redis client on an emptied database."""
     client = aioredis.Redis.from_url(servers.redis_url)
+    await client.flushdb()
+    try:
+        yield client
+    finally:
+        await client.flushdb()
+        await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalRedisCluster]:
+    """A real Redis Cluster (3 masters, 3 replicas, loopback ports), started on first use."""
+    data_dir = Path(tempfile.mkdtemp(prefix="ussd-cluster-"))
+    cluster = LocalRedisCluster(data_dir)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+async def cluster_client(redis_cluster: LocalRedisCluster) -> AsyncIterator[aioredis.RedisCluster]:
+    """A cluster client on the emptied cluster (every master flushed)."""
+    client = aioredis.RedisCluster.from_url(redis_cluster.url)
     await client.flushdb()
     try:
         yield client

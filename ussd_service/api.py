@@ -18,7 +18,7 @@ import structlog
 from aiohttp import web
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import ledger
@@ -379,7 +379,7 @@ async def list_outbox(request: web.Request) -> web.Response:
     )
     try:
         records = await delivery_records(request.app[REDIS], [m.id for m in messages])
-    except (RedisError, OSError) as exc:
+    except (RedisError, RedisClusterException, OSError) as exc:
         log.warning("delivery_record_unavailable", error=type(exc).__name__)
         records = {}
     return web.json_response({"items": [outbox_item(m, records.get(m.id)) for m in messages]})

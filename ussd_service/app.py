@@ -96,7 +96,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.redis_url, "resolve the Redis URL before creating the app"
-    client = open_redis(settings.redis_url)
+    client = await open_redis(settings.redis_url)
     app[REDIS] = client
     yield
     await client.aclose()

@@ -8,6 +8,7 @@ designer tools alike; ``connected`` opens both for a command that needs them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -15,9 +16,13 @@ from dataclasses import dataclass
 import asyncpg
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 
 from embedded_servers import EmbeddedServers
 from ledger.migrations import migrate
+from session_store import REDIS_UNAVAILABLE_ERRORS, RedisClient
 from ussd_service.config import Settings
 
 log = structlog.get_logger(__name__)
@@ -79,14 +84,74 @@ async def apply_migrations(database_url: str) -> list[str]:
 
 
 # At a burst a hop waits briefly for a connection rather than failing (a USSD
-# hop can use two at once: its save and its resume pointer).
+# hop can use two at once: its save and its resume pointer). On a cluster the
+# limit is per node, and a hop that finds none free fails at once (redis-py's
+# cluster client has no blocking pool): the same 128 per node leaves headroom.
 REDIS_MAX_CONNECTIONS = 128
 REDIS_POOL_WAIT_S = 2.0
 REDIS_HEALTH_CHECK_S = 30
+#: How long ``open_redis`` waits for ``INFO cluster`` before assuming a standalone server.
+REDIS_DETECT_TIMEOUT_S = 2.0
+#: Cluster client: a node that does not accept or answer within these is treated
+#: as down (the client refreshes its slot map from another node and retries, with
+#: backoff, for about 2 s in all: a failover in progress is bridged or the hop
+#: gets its polite "try later" within its deadline).
+REDIS_CLUSTER_CONNECT_TIMEOUT_S = 1.0
+REDIS_CLUSTER_SOCKET_TIMEOUT_S = 2.0
+# What a probe that cannot tell the mode may meet (a refused connection, an
+# ACL without INFO, a server that is not Redis at all).
+_PROBE_ERRORS: tuple[type[Exception], ...] = (*REDIS_UNAVAILABLE_ERRORS, RedisError, OSError)
 
 
-def open_redis(url: str, *, max_connections: int = REDIS_MAX_CONNECTIONS) -> aioredis.Redis:
-    """A Redis client over a blocking pool; ``aclose()`` closes its connections too."""
+async def redis_is_cluster(url: str) -> bool | None:
+    """Whether ``url`` is a node of a Redis Cluster (``INFO cluster``); None when unknown.
+
+    A Unix socket is never a cluster node (Redis Cluster speaks TCP only), so
+    the embedded server costs no probe.
+    """
+    if url.startswith("unix:"):
+        return False
+    probe = aioredis.Redis.from_url(
+        url,
+        socket_connect_timeout=REDIS_DETECT_TIMEOUT_S,
+        socket_timeout=REDIS_DETECT_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 0),
+    )
+    try:
+        async with asyncio.timeout(REDIS_DETECT_TIMEOUT_S):
+            info = await probe.info("cluster")
+    except _PROBE_ERRORS as exc:
+        log.warning("redis_mode_unknown", error=type(exc).__name__)
+        return None
+    finally:
+        await probe.aclose()
+    return bool(info.get("cluster_enabled"))
+
+
+async def open_redis(url: str, *, max_connections: int = REDIS_MAX_CONNECTIONS) -> RedisClient:
+    """A client of ``url``: ``RedisCluster`` for a cluster node, else ``Redis``.
+
+    The mode is asked of the server (``INFO cluster``), so one ``REDIS_URL``
+    form serves both. When the server cannot be asked (down at start), the
+    standalone client is used and ``/readyz`` says so if it turns out to be
+    a cluster node. ``aclose()`` closes the client's connections either way.
+    """
+    if await redis_is_cluster(url):
+        cluster = aioredis.RedisCluster.from_url(
+            url,
+            max_connections=max_connections,
+            socket_connect_timeout=REDIS_CLUSTER_CONNECT_TIMEOUT_S,
+            socket_timeout=REDIS_CLUSTER_SOCKET_TIMEOUT_S,
+            health_check_interval=REDIS_HEALTH_CHECK_S,
+        )
+        try:
+            await cluster.initialize()
+        except REDIS_UNAVAILABLE_ERRORS as exc:
+            # The first command tries again; the service starts and reports not ready.
+            log.warning("redis_cluster_unavailable", error=type(exc).__name__)
+        else:
+            log.info("redis_cluster", nodes=len(cluster.get_nodes()))
+        return cluster
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -107,7 +172,7 @@ async def open_pg_pool(url: str, *, max_size: int, min_size: int = 0) -> asyncpg
 class Backends:
     """The open Redis client and PostgreSQL pool of a command."""
 
-    redis: aioredis.Redis
+    redis: RedisClient
     pool: asyncpg.Pool
 
 
@@ -119,7 +184,7 @@ async def connected(
     assert settings.redis_url, "resolve the Redis URL first (backing_servers)"
     assert settings.database_url, "resolve the database URL first (backing_servers)"
     pool = await open_pg_pool(settings.database_url, max_size=pg_max_size)
-    redis = open_redis(settings.redis_url, max_connections=redis_max_connections)
+    redis = await open_redis(settings.redis_url, max_connections=redis_max_connections)
     try:
         yield Backends(redis, pool)
     finally:

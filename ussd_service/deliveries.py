@@ -10,13 +10,12 @@ import json
 from datetime import datetime
 from typing import Any
 
-import redis.asyncio as aioredis
-
+from session_store import RedisClient
 from ussd_service.redis_keys import DELIVERY_PREFIX, DELIVERY_TTL_S
 
 
 async def keep_delivery(
-    redis: aioredis.Redis, message_id: int, *, via: str, text: str, at: datetime
+    redis: RedisClient, message_id: int, *, via: str, text: str, at: datetime
 ) -> None:
     """Record how outbox message ``message_id`` went out."""
     record = {"via": via, "text": text, "at": at.isoformat()}
@@ -31,12 +30,19 @@ def delivery_key(message_id: int) -> str:
 
 
 async def delivery_records(
-    redis: aioredis.Redis, message_ids: list[int]
+    redis: RedisClient, message_ids: list[int]
 ) -> dict[int, dict[str, Any]]:
-    """Delivery records of the given messages that still exist."""
+    """Delivery records of the given messages that still exist.
+
+    One GET per record in a pipeline, not an MGET: on Redis Cluster the
+    records live in different slots (the pipeline goes to each node at once).
+    """
     if not message_ids:
         return {}
-    values = await redis.mget([delivery_key(i) for i in message_ids])
+    async with redis.pipeline(transaction=False) as pipe:
+        for message_id in message_ids:
+            pipe.get(delivery_key(message_id))
+        values = await pipe.execute()
     records: dict[int, dict[str, Any]] = {}
     for message_id, raw in zip(message_ids, values, strict=True):
         if raw is not None:

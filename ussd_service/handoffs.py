@@ -18,7 +18,9 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 import structlog
+from redis.exceptions import RedisClusterException
 
+from session_store import RedisClient
 from ussd_service.deadlines import within
 from ussd_service.hop import HandoffNeeded, HandoffSink
 from ussd_service.operations import UNAVAILABLE_ERRORS
@@ -72,16 +74,18 @@ async def record_handoff(pool: asyncpg.Pool, request: HandoffRequest) -> int:
     return int(handoff_id)
 
 
-async def defer_handoff(redis: aioredis.Redis, request: HandoffRequest) -> None:
+async def defer_handoff(redis: RedisClient, request: HandoffRequest) -> None:
     """Keep a handoff in Redis until PostgreSQL can take it."""
     await redis.rpush(PENDING_KEY, json.dumps(asdict(request)))
 
 
-async def flush_deferred(redis: aioredis.Redis, pool: asyncpg.Pool) -> int:
+async def flush_deferred(redis: RedisClient, pool: asyncpg.Pool) -> int:
     """Move deferred handoffs into PostgreSQL; return how many were written.
 
     Each entry is removed only after it was written, and writing is
-    idempotent by key, so a crash in between at worst writes it again.
+    idempotent by key, so a crash in between at worst writes it again. The
+    entry is removed by value (LREM), not popped: with several processes
+    flushing at once, a pop could drop another entry not yet written.
     """
     written = 0
     while True:
@@ -90,23 +94,25 @@ async def flush_deferred(redis: aioredis.Redis, pool: asyncpg.Pool) -> int:
             return written
         data = json.loads(raw)
         await record_handoff(pool, HandoffRequest(**data))
-        await redis.lpop(PENDING_KEY)
+        await redis.lrem(PENDING_KEY, 1, raw.decode() if isinstance(raw, bytes) else raw)
         written += 1
 
 
-async def flush_deferred_forever(redis: aioredis.Redis, pool: asyncpg.Pool) -> None:
+async def flush_deferred_forever(redis: RedisClient, pool: asyncpg.Pool) -> None:
     """Background task: retry deferred handoffs every few seconds."""
     while True:
         try:
             written = await flush_deferred(redis, pool)
             if written:
                 log.info("deferred_handoffs_written", count=written)
-        except (OSError, asyncpg.PostgresError, aioredis.RedisError, TimeoutError) as exc:
+        except (
+            OSError, asyncpg.PostgresError, aioredis.RedisError, RedisClusterException, TimeoutError
+        ) as exc:
             log.warning("deferred_handoffs_waiting", error=type(exc).__name__)
         await asyncio.sleep(FLUSH_INTERVAL_S)
 
 
-def handoff_sink(pool: asyncpg.Pool, redis: aioredis.Redis) -> HandoffSink:
+def handoff_sink(pool: asyncpg.Pool, redis: RedisClient) -> HandoffSink:
     """What the dialogue calls when a session ends at an operator."""
 
     async def sink(needed: HandoffNeeded) -> int | None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncpg
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from menus import MenuRegistry
+from session_store import RedisClient
 from session_store.dropoff import DropoffBuffer
 from ussd_service.config import Settings
 from ussd_service.dialogue import Dialogue
@@ -15,7 +15,8 @@ from ussd_service.sms_desk import SmsDesk
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
-REDIS = web.AppKey("redis", aioredis.Redis)
+# Redis or RedisCluster (backends.open_redis asks the server which).
+REDIS = web.AppKey[RedisClient]("redis")
 PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
 DIALOGUE = web.AppKey("dialogue", Dialogue)
 MENUS = web.AppKey("menus", MenuRegistry)

@@ -41,16 +41,16 @@ from typing import Protocol
 
 import aiohttp
 import asyncpg
-import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 import ledger
 from menus import MenuRegistry, render_sms
 from menus.errors import UnknownTemplateError
 from menus.gsm import is_gsm7
 from menus.text import TemplateError
+from session_store import RedisClient
 from ussd_service.backends import connected
 from ussd_service.channels.sms import DLR_MASK, dlr_url, secret_fits_url
 from ussd_service.config import Settings
@@ -278,7 +278,7 @@ class Notifier:
         menus: MenuRegistry,
         transport: Transport,
         *,
-        redis: aioredis.Redis | None = None,
+        redis: RedisClient | None = None,
         batch: int = 50,
         concurrency: int = SEND_CONCURRENCY,
         clock: ledger.Clock = ledger.SYSTEM_CLOCK,
@@ -408,7 +408,7 @@ class Notifier:
             await keep_delivery(
                 self.redis, message_id, via=self.transport.via, text=text, at=self.clock.now()
             )
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             # The record is informational; the delivery itself stands.
             log.warning("delivery_record_unavailable", error=type(exc).__name__)
 

@@ -34,14 +34,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
-import redis.asyncio as aioredis
 import structlog
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 import ledger
 from menus import MenuRegistry, render_sms
 from menus.engine import Menu
 from menus.errors import UnknownTemplateError
+from session_store import RedisClient
 from ussd_service.operations import UNAVAILABLE_ERRORS
 from ussd_service.redis_keys import SMS_REPLY_PREFIX, SMS_REPLY_TTL_S
 
@@ -229,7 +229,7 @@ class SmsDesk:
         pool: asyncpg.Pool,
         menus: MenuRegistry,
         *,
-        redis: aioredis.Redis | None = None,
+        redis: RedisClient | None = None,
         deadline_s: float = SMS_DEADLINE_S,
         clock: ledger.Clock = ledger.SYSTEM_CLOCK,
         settings: ledger.LedgerSettings = ledger.DEFAULT_SETTINGS,
@@ -322,7 +322,7 @@ class SmsDesk:
         try:
             async with asyncio.timeout(REPLY_CACHE_DEADLINE_S):
                 value = await self.redis.get(key)
-        except (RedisError, OSError) as exc:  # OSError covers TimeoutError
+        except (RedisError, RedisClusterException, OSError) as exc:  # OSError covers TimeoutError
             log.warning("sms_reply_cache_unavailable", error=type(exc).__name__)
             return None
         return value.decode() if isinstance(value, bytes) else value
@@ -336,7 +336,7 @@ class SmsDesk:
                 if await self.redis.set(key, text, nx=True, ex=SMS_REPLY_TTL_S):
                     return text
                 kept = await self.redis.get(key)
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             log.warning("sms_reply_cache_unavailable", error=type(exc).__name__)
             return text
         if kept is None:

@@ -87,7 +87,7 @@ async def run_standalone(
     menus: MenuRegistry,
 ) -> AsyncIterator[Outcome]:
     """Run each conversation on a fresh database cloned from a migrated template."""
-    redis = open_redis(redis_url, max_connections=CONVERSATION_REDIS_CONNECTIONS)
+    redis = await open_redis(redis_url, max_connections=CONVERSATION_REDIS_CONNECTIONS)
     try:
         async with ScratchDatabases(database_url) as databases:
             for index, conversation in enumerate(conversations):

@@ -5,16 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-import redis.asyncio as aioredis
-from session_harness import BACKENDS, Harness
+from session_harness import BACKENDS, CLIENT_FIXTURES, Harness
 
-from session_store import SessionStore
+from session_store import RedisClient, SessionStore
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def harness(request: pytest.FixtureRequest, redis_client: aioredis.Redis) -> Harness:
-    factory: Callable[[aioredis.Redis], Harness] = BACKENDS[request.param]
-    return factory(redis_client)
+def harness(request: pytest.FixtureRequest) -> Harness:
+    factory: Callable[[RedisClient], Harness] = BACKENDS[request.param]
+    return factory(request.getfixturevalue(CLIENT_FIXTURES[request.param]))
+
+
+@pytest.fixture(params=sorted(CLIENT_FIXTURES))
+def any_redis(request: pytest.FixtureRequest) -> RedisClient:
+    """The emptied client of each backend in turn: a standalone Redis, a Redis Cluster."""
+    client: RedisClient = request.getfixturevalue(CLIENT_FIXTURES[request.param])
+    return client
 
 
 @pytest.fixture

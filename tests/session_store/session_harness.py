@@ -2,7 +2,12 @@
 
 Each backend is a :class:`Harness`: it builds a store with given settings and
 lets tests look at what only the backend can see (remaining TTLs). Adding a
-backend means adding a harness class and its name to ``BACKENDS``.
+backend means adding a harness class and its name to ``BACKENDS``, with the
+fixture that gives its client (``CLIENT_FIXTURES``).
+
+The same harness serves a standalone Redis and a Redis Cluster (3 masters, 3
+replicas, started by ``tests/conftest.py:redis_cluster``): the store's commands
+are single-key, so only the client differs.
 """
 
 from __future__ import annotations
@@ -10,9 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-import redis.asyncio as aioredis
-
-from session_store import RedisSessionStore, SessionRef, SessionStore, StoreSettings
+from session_store import RedisClient, RedisSessionStore, SessionRef, SessionStore, StoreSettings
 from session_store.keys import resume_key, session_key
 
 
@@ -27,7 +30,7 @@ class Harness(Protocol):
 
 
 class RedisHarness:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self.client = client
         self.prefix = StoreSettings().key_prefix
 
@@ -44,4 +47,9 @@ class RedisHarness:
         return int(await self.client.pttl(resume_key(self.prefix, channel, msisdn)))
 
 
-BACKENDS: dict[str, Callable[[aioredis.Redis], Harness]] = {"redis": RedisHarness}
+BACKENDS: dict[str, Callable[[RedisClient], Harness]] = {
+    "redis": RedisHarness,
+    "redis-cluster": RedisHarness,
+}
+#: The fixture (tests/conftest.py) that gives each backend's client, emptied.
+CLIENT_FIXTURES = {"redis": "redis_client", "redis-cluster": "cluster_client"}
