@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest bench clean kannel
+.PHONY: run test lint typecheck pytest bench clean kannel chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,7 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
-pytest: $(VENV)/.installed-test kannel
+pytest: $(VENV)/.installed-test kannel chromium
 	$(BIN)/pytest $(ARGS)
 
 # tests/kannel run a real Kannel (bearerbox, smsbox; fakesmsc from kannel-extras).
@@ -48,6 +48,22 @@ kannel:
 	  else \
 	    echo "tests/kannel need Kannel: install the Debian packages $(KANNEL_PACKAGES)" \
 	      "(sudo apt-get install $(KANNEL_PACKAGES)), or run make test as root" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+# tests/web drive a real browser: Playwright with Debian's Chromium (Playwright's
+# own browser download is not used). As root the package is installed when missing.
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing chromium for tests/web"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  else \
+	    echo "tests/web need a browser: install the Debian package chromium" \
+	      "(sudo apt-get install chromium), or run make test as root" >&2; \
 	    exit 1; \
 	  fi; \
 	fi

@@ -178,13 +178,11 @@ async def code_check(request: web.Request) -> web.StreamResponse:
         return await _code_page(
             request, msisdn, errors[checked.result], status=422, dead=checked.result != "wrong"
         )
-    language = t.language
-    subscriber = await ledger.get_subscriber(_pool(request), msisdn)
-    if subscriber is not None and subscriber.language in LANGUAGES:
-        language = subscriber.language
+    # The page keeps the language it was read in; the Language page also sets
+    # the programme's (menus, SMS).
     new = await fresh_session(request)
     new["msisdn"] = msisdn
-    new["lang"] = language
+    new["lang"] = t.language
     log.info("web_signed_in", msisdn=msisdn)
     raise _redirect(HOME)
 
