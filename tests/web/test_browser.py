@@ -190,6 +190,9 @@ async def test_sign_in_wrong_and_expired_codes_balance_redeem_once(
     # The right code, fresh from the SMS: signed in, the balance.
     await page.goto("/account/login")
     await _shoot(page, screenshots, "account-login")
+    await page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    await page.screenshot(path=screenshots / "account-login-phone-ru.png", full_page=True)
+    await page.set_viewport_size({"width": 1280, "height": 720})
     await _sign_in(page, live, SENDER)
     await expect(page.locator("#balance")).to_have_text("500 баллов")
     await _shoot(page, screenshots, "account-balance")

@@ -199,3 +199,23 @@ async def test_language_follows_the_browser_and_the_switch(web_client: TestClien
     assert "Вход в личный кабинет" in page
     page = await (await web_client.get("/account/login", headers={"Accept-Language": "en"})).text()
     assert "Вход в личный кабинет" in page, "the choice is remembered in the session"
+
+
+async def test_forms_that_cannot_be_read_are_a_400(web_client: TestClient) -> None:
+    await web_client.get("/account/login")
+    for content_type in (
+        "application/x-www-form-urlencoded; charset=bogus",
+        "multipart/form-data; boundary=",
+    ):
+        resp = await web_client.post(
+            "/account/login", data=b"phone=1", headers={"Content-Type": content_type}
+        )
+        assert resp.status in (400, 403), content_type
+        assert "\n" not in (await resp.text()).strip()
+    page = await (await web_client.get("/account/login")).text()
+    resp = await web_client.post(
+        "/account/login",
+        data={"phone": "+79161234567", "csrf_token": csrf_of(page)},
+        headers={"Origin": "http://["},
+    )
+    assert resp.status == 403

@@ -95,7 +95,10 @@ def _origin_allowed(request: web.Request) -> bool:
     origin = request.headers.get("Origin")
     if origin is None:
         return True
-    host = urlsplit(origin).netloc.lower() if origin != "null" else ""
+    try:
+        host = urlsplit(origin).netloc.lower()
+    except ValueError:  # not a URL at all (an unclosed IPv6 bracket)
+        return False
     allowed = {request.host.lower()}
     public = request.config_dict[SETTINGS].public_url
     if public:
@@ -139,7 +142,8 @@ def area_middlewares(home: str) -> list[Middleware]:
         if request.method == "POST":
             try:
                 form = await request.post()
-            except (ValueError, UnicodeDecodeError, web.HTTPException):
+            except (ValueError, LookupError, web.HTTPException):
+                # Not a form, a charset nobody knows (LookupError), too large.
                 return one_line_page(400, "400", "The form could not be read.", home)
             text_form = MultiDictProxy(
                 MultiDict((k, v) for k, v in form.items() if isinstance(v, str))
