@@ -154,6 +154,7 @@ class LocalRedisCluster:
         node_timeout_ms: int = NODE_TIMEOUT_MS,
         password: str | None = None,
         ports: Sequence[int] | None = None,
+        require_full_coverage: bool = True,
     ) -> None:
         if masters < 3:
             raise ValueError("redis-cli --cluster create needs at least 3 masters")
@@ -162,6 +163,7 @@ class LocalRedisCluster:
         self.replicas = replicas
         self.node_timeout_ms = node_timeout_ms
         self.password = password
+        self.require_full_coverage = require_full_coverage
         self._fixed_ports = list(ports) if ports is not None else None
         self.ports: list[int] = []
         self._children: dict[int, Child] = {}
@@ -343,6 +345,7 @@ class LocalRedisCluster:
             "--cluster-enabled", "yes",
             "--cluster-config-file", "nodes.conf",
             "--cluster-node-timeout", str(self.node_timeout_ms),
+            "--cluster-require-full-coverage", "yes" if self.require_full_coverage else "no",
             "--dir", str(node_dir),
             "--save", "",
             "--appendonly", "no",

@@ -2,11 +2,13 @@
 
 One hash per UTC day, ``ussd:dropoff:YYYY-MM-DD``, with one field per
 ``menu_version|node|kind[|target]``; it expires ``dropoff_retention`` after its
-day ends. Reading a date range is one pipelined round trip.
+day ends. Each day is written by one script call on its own key (one slot on
+Redis Cluster); reading a date range is one pipelined round trip on a
+standalone Redis and one HGETALL per day on a cluster.
 
 Writes go through :class:`DropoffBuffer` on the hot path: a hop records its
 events in memory (no I/O), and a background task adds them up and writes them
-every ``DROPOFF_FLUSH_INTERVAL`` in one pipeline. Counting in the hop's save
+every ``DROPOFF_FLUSH_INTERVAL``, one command per day (usually one). Counting in the hop's save
 round trip was rejected: the save is a Lua compare-and-set on the session's
 slot, the counters live in another slot, and a hop that loses the CAS must
 count nothing. Counting after a winning save, batched, costs the hop nothing
@@ -26,6 +28,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from types import TracebackType
 from typing import Any, Protocol
 
+import redis.asyncio as aioredis
 import structlog
 
 from session_store.errors import StoreUnavailableError
@@ -150,8 +153,25 @@ class DropoffCounters(Protocol):
         ...
 
 
+# KEYS[1]: one day's hash. ARGV[1]: when it expires (unix seconds, EXPIREAT: the
+# same deadline whenever the day is written; a day past it is deleted at once).
+# ARGV[2..]: field, count pairs to add.
+INCREMENT_SCRIPT = """
+for i = 2, #ARGV, 2 do
+  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+redis.call('EXPIREAT', KEYS[1], ARGV[1])
+return 0
+"""
+
+
 class RedisDropoffCounters:
-    """:class:`DropoffCounters` in daily Redis hashes."""
+    """:class:`DropoffCounters` in daily Redis hashes.
+
+    No command spans two days' keys, so a cluster client needs no pipeline
+    across slots: redis-py's cluster pipeline, retrying a node that went down,
+    closes every connection of the client, and this runs beside the hops.
+    """
 
     def __init__(
         self,
@@ -160,6 +180,7 @@ class RedisDropoffCounters:
     ) -> None:
         self._client = client
         self._settings = settings or StoreSettings()
+        self._increment = client.register_script(INCREMENT_SCRIPT)
 
     def key(self, day: date) -> str:
         """The hash of one UTC day."""
@@ -171,24 +192,19 @@ class RedisDropoffCounters:
         return end + self._settings.dropoff_retention
 
     async def record(self, events: Iterable[DropoffEvent], at: datetime) -> None:
-        """Count ``events`` at time ``at`` now, in one round trip (tools, tests)."""
+        """Count ``events`` at time ``at`` now, in one command (tools, tests)."""
         day = utc_day(at)
         await self.increment(Counter((day, event.field()) for event in events))
 
     async def increment(self, counts: Mapping[tuple[date, str], int]) -> None:
-        """HINCRBY every field and EXPIREAT every day, in one pipeline."""
-        if not counts:
-            return
-        days: set[date] = set()
-        async with self._client.pipeline(transaction=False) as pipe:
-            for (day, name), count in counts.items():
-                pipe.hincrby(self.key(day), name, count)
-                days.add(day)
-            for day in days:
-                # EXPIREAT, not EXPIRE: the same deadline whenever the day is written.
-                pipe.expireat(self.key(day), self.expires_at(day))
+        """HINCRBY every field and EXPIREAT its day: one script call per day."""
+        per_day: dict[date, list[str | int]] = {}
+        for (day, name), count in counts.items():
+            per_day.setdefault(day, []).extend((name, count))
+        for day, pairs in sorted(per_day.items()):
+            expires = int(self.expires_at(day).timestamp())
             try:
-                await pipe.execute()
+                await self._increment(keys=[self.key(day)], args=[expires, *pairs])
             except REDIS_UNAVAILABLE_ERRORS as exc:
                 raise StoreUnavailableError(f"redis: {exc}") from exc
 
@@ -199,13 +215,10 @@ class RedisDropoffCounters:
         if until < since:
             raise ValueError(f"empty date range {since}..{until}")
         days = [since + timedelta(days=n) for n in range((until - since).days + 1)]
-        async with self._client.pipeline(transaction=False) as pipe:
-            for day in days:
-                pipe.hgetall(self.key(day))
-            try:
-                hashes: list[dict[Any, Any]] = await pipe.execute()
-            except REDIS_UNAVAILABLE_ERRORS as exc:
-                raise StoreUnavailableError(f"redis: {exc}") from exc
+        try:
+            hashes = await self._hashes([self.key(day) for day in days])
+        except REDIS_UNAVAILABLE_ERRORS as exc:
+            raise StoreUnavailableError(f"redis: {exc}") from exc
         result: dict[date, dict[NodeKey, NodeCounts]] = {}
         for day, raw in zip(days, hashes, strict=True):
             if raw:
@@ -213,6 +226,15 @@ class RedisDropoffCounters:
                 if nodes:
                     result[day] = nodes
         return result
+
+    async def _hashes(self, keys: list[str]) -> list[dict[Any, Any]]:
+        if isinstance(self._client, aioredis.RedisCluster):
+            return [await self._client.hgetall(key) for key in keys]
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hgetall(key)
+            hashes: list[dict[Any, Any]] = await pipe.execute()
+        return hashes
 
     async def read(
         self, since: date, until: date, *, menu_version: str | None = None

@@ -7,6 +7,7 @@ one (``ussd_service.backends.open_redis`` detects a cluster) and owns it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TypeAlias
 
 import redis.asyncio as aioredis
@@ -30,3 +31,20 @@ REDIS_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     ReadOnlyError,
     RedisClusterException,
 )
+
+
+def closed_under_the_command(exc: AttributeError) -> bool:
+    """True for redis-py's own race, not a bug of ours: a connection closed mid-write.
+
+    The cluster client of redis-py 8.1 disconnects a node's idle connections
+    when a command to that node fails (a master down), and the disconnect can
+    land on a connection another command has just taken: its write then finds
+    no writer (``'NoneType' object has no attribute 'writelines'``). That is
+    an outage of the node, as the ConnectionError the others get.
+    """
+    if exc.obj is not None or exc.name not in {"writelines", "write", "drain"}:
+        return False
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and "redis" in Path(tb.tb_frame.f_code.co_filename).parts

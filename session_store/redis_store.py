@@ -17,7 +17,11 @@ from session_store.records import (
     SessionRecord,
     SessionRef,
 )
-from session_store.redis_client import REDIS_UNAVAILABLE_ERRORS, RedisClient
+from session_store.redis_client import (
+    REDIS_UNAVAILABLE_ERRORS,
+    RedisClient,
+    closed_under_the_command,
+)
 from session_store.settings import StoreSettings
 
 # Hash fields of a session record; one letter each keeps the record small.
@@ -92,6 +96,10 @@ async def _translated() -> AsyncIterator[None]:
         yield
     except REDIS_UNAVAILABLE_ERRORS as exc:
         raise StoreUnavailableError(f"redis: {exc}") from exc
+    except AttributeError as exc:
+        if not closed_under_the_command(exc):
+            raise
+        raise StoreUnavailableError("redis: connection closed under the command") from exc
 
 
 class RedisSessionStore:

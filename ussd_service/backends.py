@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import asyncpg
 import redis.asyncio as aioredis
 import structlog
+from redis._parsers.commands import AsyncCommandsParser
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -103,6 +105,28 @@ REDIS_CLUSTER_SOCKET_TIMEOUT_S = 2.0
 _PROBE_ERRORS: tuple[type[Exception], ...] = (*REDIS_UNAVAILABLE_ERRORS, RedisError, OSError)
 
 
+class _CommandTableOnce(AsyncCommandsParser):
+    """The cluster client's command table, asked for once, not at every topology refresh.
+
+    redis-py (8.1) sends ``COMMAND`` to the first master it knows each time it
+    refreshes the slot map after an error, and while a master is dead (before
+    its replica takes over) that can be the dead one: the refresh fails, the
+    client drops every connection, and hops on the healthy masters fail too
+    (seen in ``tests/cluster/test_failover.py``). The table does not change
+    with the topology; keys are located from it, the node is kept for the
+    rare ``COMMAND GETKEYS``.
+    """
+
+    __slots__ = ()
+
+    async def initialize(self, node: ClusterNode | None = None) -> None:
+        if self.commands:
+            if node is not None:
+                self.node = node
+            return
+        await super().initialize(node)
+
+
 async def redis_is_cluster(url: str) -> bool | None:
     """Whether ``url`` is a node of a Redis Cluster (``INFO cluster``); None when unknown.
 
@@ -144,6 +168,7 @@ async def open_redis(url: str, *, max_connections: int = REDIS_MAX_CONNECTIONS) 
             socket_timeout=REDIS_CLUSTER_SOCKET_TIMEOUT_S,
             health_check_interval=REDIS_HEALTH_CHECK_S,
         )
+        cluster.commands_parser = _CommandTableOnce()
         try:
             await cluster.initialize()
         except REDIS_UNAVAILABLE_ERRORS as exc:

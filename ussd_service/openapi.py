@@ -31,6 +31,11 @@ _CHECKS = {
         "status": {"type": "string", "enum": ["ready", "unavailable"]},
         "checks": {"type": "object", "additionalProperties": {"type": "string"}},
         "menu_version": {"type": "string", "description": "version new sessions start on"},
+        "redis_mode": {
+            "type": "string",
+            "enum": ["standalone", "cluster"],
+            "description": "the client REDIS_URL was found to need (INFO cluster)",
+        },
     },
     "required": ["status", "checks"],
 }
@@ -315,7 +320,8 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/readyz": {
         "get": {
-            "summary": "Readiness: Redis and PostgreSQL answer and the menu is loaded.",
+            "summary": "Readiness: a key written to and read from Redis, PostgreSQL answers, "
+            "the menu is loaded.",
             "tags": ["operations"],
             "responses": {
                 "200": _json_response("ready", _CHECKS),
