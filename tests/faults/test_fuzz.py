@@ -341,7 +341,8 @@ def cases(draw: st.DrawFn, endpoint: Endpoint) -> Case:
 # Where an outage may show as a 503: the API, readiness, and the gateway's
 # delivery-report callback (no subscriber reads it; the gateway may retry).
 # Everywhere else a subscriber gets the menu's "try later" screen.
-OUTAGE_503_PATHS = ("/v1/", "/readyz", "/sms/dlr")
+# The web pages (/account, /operator) show a "try later" page with a 503.
+OUTAGE_503_PATHS = ("/v1/", "/readyz", "/sms/dlr", "/account", "/operator")
 
 
 def _is_v1(target: str) -> bool:
