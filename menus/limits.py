@@ -37,3 +37,5 @@ MAX_EXPRESSION_DEPTH = 16
 MAX_REGEX_LENGTH = 128
 # Placeholders without a declared max_length count as this many characters.
 DEFAULT_PLACEHOLDER_LENGTH = 20
+# The longest `{x, day}` (day and month) in any language: "30 сент.".
+DAY_MONTH_LENGTH = 8

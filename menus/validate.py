@@ -209,6 +209,11 @@ class _Validator:
     def width(self, placeholder: Placeholder, language: str) -> str:
         spec = self.model.variables.get(placeholder.path)
         size = spec.max_length if spec else limits.DEFAULT_PLACEHOLDER_LENGTH
+        if placeholder.format == "day":
+            # Day and month only, whatever the full value: "30 сент.", "Sep 30".
+            size = min(size, limits.DAY_MONTH_LENGTH)
+        elif placeholder.format == "signed":
+            size += 1
         wide = spec is not None and spec.is_unicode(language)
         return (_WIDE_UCS2 if wide else _WIDE_GSM7) * size
 

@@ -66,7 +66,7 @@ async def test_balance_walk_speaks_hubtel_json(client: TestClient, pg_pool: asyn
     assert not reading.final
 
     reading = await phone.answer("1")
-    assert reading.text.startswith("Баланс: 1 234 б.\nСгорят 1 234 б.")
+    assert reading.text.startswith("Баланс: 1 234 балла\nСгорят 1 234 балла")
     assert not reading.final
     reading = await phone.answer("1")  # "1" again, on another screen: a new hop, not a retry
     assert reading.text.startswith("Бонусы\n1. Баланс")
@@ -99,7 +99,7 @@ async def test_shortcut_in_the_initiation_message(
     await member(pg_pool, caller, 40)
     phone = Phone(client, Session(caller, "hub-short", "*111*455*1#"))
     reading = await phone.begin()
-    assert reading.text.startswith("Баланс: 40 б.")
+    assert reading.text.startswith("Баланс: 40 баллов")
 
 
 async def test_gift_with_confirmation(client: TestClient, pg_pool: asyncpg.Pool) -> None:
@@ -112,7 +112,7 @@ async def test_gift_with_confirmation(client: TestClient, pg_pool: asyncpg.Pool)
     assert (await phone.answer("4")).text.startswith("Номер получателя (8916...):")
     assert (await phone.answer(local_form(recipient))).text.startswith("Сколько баллов")
     reading = await phone.answer("100")
-    assert reading.text.startswith("Подарить 100 б. на +7 916 ")
+    assert reading.text.startswith("Подарить 100 баллов на +7 916 ")
     assert reading.text.endswith("1. Да\n2. Нет\n0. Назад")
     assert await available(pg_pool, sender) == 1000  # nothing moves before the confirmation
 
@@ -219,7 +219,7 @@ async def test_client_state_alone_tells_hops_apart(
     phone = Phone(client, session)
     await phone.send(_without(session.begin(), "Sequence"))
     reading = await phone.send(_without(session.answer("1"), "Sequence"))
-    assert reading.text.startswith("Баланс: 5 б.")
+    assert reading.text.startswith("Баланс: 5 баллов")
     reading = await phone.send(_without(session.answer("1"), "Sequence"))
     assert reading.text.startswith("Бонусы")
 
@@ -258,7 +258,7 @@ async def test_release_or_timeout_ends_the_session(
     reading = await again.begin()
     assert reading.text.startswith("Продолжить с места, где прервались?")
     reading = await again.answer("1")
-    assert reading.text.startswith("Баланс: 5 б.")
+    assert reading.text.startswith("Баланс: 5 баллов")
 
 
 def _valid() -> dict[str, Any]:

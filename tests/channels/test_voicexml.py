@@ -116,7 +116,7 @@ async def test_first_fetch_by_get_then_the_balance(
     )
 
     reading = await phone.answer("1")
-    assert reading.text.startswith("Баланс: 1 234 б.\nСгорят 1 234 б.")
+    assert reading.text.startswith("Баланс: 1 234 балла\nСгорят 1 234 балла")
     assert reading.prompts[-1] == "Главное меню — нажмите 1."
     reading = await phone.answer("1")
     assert reading.prompts[:3] == MAIN_PROMPTS
@@ -292,7 +292,7 @@ async def test_odd_ids_are_escaped_and_a_tel_uri_caller_is_read(
     assert variable is not None
     assert json.loads(variable.get("expr", "")) == call_id
     reading = await phone.answer("1")
-    assert reading.text.startswith("Баланс: 5 б.")
+    assert reading.text.startswith("Баланс: 5 баллов")
     posted = parse_qs(phone.sent[-1].body.decode())
     assert (posted["session"], posted["caller"]) == ([call_id], [caller])
 

@@ -45,7 +45,7 @@ async def test_ussd_gift_through_stdin(settings: Settings, pg_pool, redis_client
     assert "│Bonus points" not in output
     assert "│Бонусы" in output
     assert "│Номер получателя (8916...):   │" in output
-    assert "│Подарить 150 б. на +7 916     │" in output
+    assert "│Подарить 150 баллов на +7 916 │" in output
     assert " CON · 72 chars, UCS-2, limit 80" in output
     assert "│Подарок отправлен. Его можно  │" in output
     assert " END · " in output
@@ -93,8 +93,8 @@ async def test_sms_gift_through_stdin(settings: Settings, pg_pool, redis_client)
     async with serve_app(settings, app=app) as url:
         output = await _drive(url, SimulatorOptions(channel="sms", msisdn=ME), script, pg_pool)
     assert "sms to 4555> ДАР 89162000002 150" in output
-    assert "  < Подарок 150 б. отправлен." in output
-    assert "  < Баланс: 850 б." in output
+    assert "  < Подарок 150 баллов отправлен." in output
+    assert "  < Баланс: 850 баллов." in output
     # The friend's notification is queued for them, not shown to this phone.
     assert "[notification]" not in output
 
@@ -109,7 +109,7 @@ async def test_sms_shows_notifications_to_this_number(
         output = await _drive(
             url, SimulatorOptions(channel="sms", msisdn=FRIEND), "\nДАР\n", pg_pool
         )
-    assert "Принято 40 б." in output
+    assert "Принято: 40 баллов." in output
     assert "[notification] gift_accepted" not in output  # that one is to the sender
 
 
@@ -135,7 +135,7 @@ async def test_cli_against_a_running_service(settings: Settings, pg_pool, redis_
         out, err = await asyncio.wait_for(proc.communicate(b"\n1\n"), 60)
     text = out.decode()
     assert proc.returncode == 0, err.decode()
-    assert "  (say) Баланс: 1 000 б." in text.replace("\u00a0", " ")
+    assert "  (say) Баланс: 1 000 баллов" in text.replace("\u00a0", " ")
 
 
 async def test_cli_in_process_mode(servers, database_url: str, redis_client) -> None:

@@ -101,7 +101,7 @@ async def test_kannel_stopped_then_back_the_outbox_retries_and_delivers(
     await phones.start()
     kannel.wait_smsc_online()
     [notice] = await phones.expect(recipient, within=20)
-    assert notice.text.startswith("Вам 30 б. от +7 916 ")
+    assert notice.text.startswith("Вам 30 баллов от +7 916 ")
     assert notice.coding == "ucs-2"
 
     async def delivered() -> bool:

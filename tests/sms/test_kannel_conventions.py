@@ -68,7 +68,7 @@ async def test_kannel_requests_gift_and_get_a_reply_kannel_can_send(
     request = gateway.message("ДАР 8 916 765-43-21 100", new_message_id())
     status, body, headers = await deliver(client, request)
     assert status == 200
-    assert body.startswith("Подарок 100 б. отправлен.")
+    assert body.startswith("Подарок 100 баллов отправлен.")
     assert headers["Content-Type"] == "text/plain; charset=utf-8"
     assert headers["X-Kannel-Coding"] == "2"
     assert await available(pg_pool, SENDER) == 400
@@ -82,7 +82,8 @@ async def test_a_gsm7_reply_asks_for_no_ucs2(client: TestClient, pg_pool: asyncp
     await member(pg_pool, SENDER, points=5, language="en")
     request = KannelGetClient(SENDER, "4555").message("BALANCE", new_message_id())
     status, body, headers = await deliver(client, request)
-    assert (status, body) == (200, "Balance: 5 points. Pending: 0.")
+    assert status == 200
+    assert body.startswith("Balance: 5 points.")
     assert "X-Kannel-Coding" not in headers
 
 

@@ -89,8 +89,8 @@ async def test_every_notification_arrives_once_in_its_language_despite_failures(
     assert len(to_recipient) == 4
     assert any(" sent you 40 points. Reply GIFT by " in text for text in to_recipient)
     assert "The gift of 30 points was cancelled." in to_recipient
-    assert fake.texts_to(SENDER) == ["Ваш подарок 100 б. принят."]
-    assert fake.texts_to(THIRD) == ["Ваш подарок 40 б. отклонён."]
+    assert fake.texts_to(SENDER) == ["Ваш подарок 100 баллов принят."]
+    assert fake.texts_to(THIRD) == ["Ваш подарок 40 баллов отклонён."]
     for params in fake.accepted:
         assert params["from"] == "4555"
         assert (params["username"], params["password"], params["charset"]) == (
@@ -203,7 +203,7 @@ async def test_without_a_gateway_notifications_are_logged_and_marked_sent(
         report = await notifier.run_once()
     assert len(report.sent) == 1
     [entry] = [e for e in logs if e["event"] == "sms_logged"]
-    assert entry["text"].startswith("Вам 100 б. от +7 916 ")
+    assert entry["text"].startswith("Вам 100 баллов от +7 916 ")
     # The service's logging pipeline masks the addressee's number, and the sender's.
     masked = mask_phone_numbers(None, "info", dict(entry))
     assert RECIPIENT not in str(masked)
@@ -320,6 +320,6 @@ async def test_expired_gift_notifies_both_sides_with_local_dates(
     assert await ledger.expire_gifts(pg_pool, now=expires + timedelta(seconds=1)) == 1
     clock.set(expires + timedelta(minutes=1))
     await drain(notifier, clock)
-    assert fake.texts_to(RECIPIENT)[1] == "Подарок 100 б. не принят вовремя."
+    assert fake.texts_to(RECIPIENT)[1] == "Подарок 100 баллов не принят вовремя."
     assert fake.texts_to(SENDER) == ["100 points from your gift are back on your balance."]
     assert await ledger.check(pg_pool) == []
