@@ -1,4 +1,4 @@
-# ruff: noqa: RUF001 - the Russian notification is what the test checks
+
 """Kannel stopped and started again: the outbox keeps the notification and delivers it.
 
 The worker is driven here (``run_once`` on a manual clock) instead of running

@@ -4,7 +4,7 @@ Kannel POSTs the text as a ``text/plain; charset="UTF-8"`` body with
 ``X-Kannel-*`` headers and Kannel's message id in the URL's query.
 """
 
-# ruff: noqa: RUF001 - Cyrillic commands and replies are what these tests check
+
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The notification worker against a fake SMS gateway (real HTTP), on a manual clock."""
 
-# ruff: noqa: RUF001 - Russian notification texts are what these tests check
+
 
 from __future__ import annotations
 
