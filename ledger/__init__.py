@@ -5,6 +5,7 @@ and each mutating one takes an idempotency ``key``. See ``ledger/README.md``.
 """
 
 from ledger.check import Violation, check
+from ledger.checks import GiftCheck, gift_check
 from ledger.clock import SYSTEM_CLOCK, Clock, ManualClock, SystemClock
 from ledger.errors import Code, InvalidMsisdn, LedgerError, TooManyRetries
 from ledger.gifts import (
@@ -95,6 +96,7 @@ __all__ = [
     "ExpirySchedule",
     "GiftAccepted",
     "GiftCancelled",
+    "GiftCheck",
     "GiftDeclined",
     "GiftSent",
     "History",
@@ -138,6 +140,7 @@ __all__ = [
     "fulfil_redemption",
     "get_subscriber",
     "gift",
+    "gift_check",
     "history",
     "list_catalog",
     "list_outbox",

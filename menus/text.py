@@ -9,9 +9,11 @@ A template is plain text with ICU-style placeholders::
     {points, signed}             a number with its sign (+120, -15)
     {recipient, phone}           a phone number in full, grouped (+7 916 123-45-67)
     {points, plural, one {# балл} few {# балла} many {# баллов} other {# балла}}
+    {left, plural, =0 {Лимит исчерпан.} one {Ещё # балл.} other {Ещё # балла.}}
     {kind, select, accrual {Начисление} redemption {Обмен} other {Операция}}
 
-``#`` inside a plural branch is the number, formatted. Names are dotted paths
+``#`` inside a plural branch is the number, formatted; an exact branch
+(``=0``) wins over the number's category. Names are dotted paths
 into the session variables and operation results; nothing else is evaluated.
 
 Rendered for voice (``voice=True``), values are said rather than written:
@@ -21,6 +23,7 @@ dates in words with no abbreviation (``9 декабря 2026 года``).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -36,6 +39,8 @@ from menus.expr import lookup
 FORMATS = frozenset({"number", "signed", "date", "day", "phone", "plural", "select"})
 BRANCHED = frozenset({"plural", "select"})
 PLURAL_CATEGORIES = frozenset({"zero", "one", "two", "few", "many", "other"})
+# An exact-value plural branch: "=0", "=1".
+_EXACT = re.compile(r"=[0-9]{1,9}")
 # Babel uses no-break spaces as group separators; gateways and GSM-7 do not have them.
 _SPACES = str.maketrans({"\xa0": " ", "\u202f": " "})
 
@@ -89,7 +94,10 @@ def _parse_branches(source: str, offset: int, fmt: str) -> dict[str, tuple[Segme
         if brace < 0:
             raise TemplateError("plural category without '{text}'", offset + pos)
         category = source[pos:brace].strip()
-        if not category.isidentifier() or (fmt == "plural" and category not in PLURAL_CATEGORIES):
+        exact = fmt == "plural" and _EXACT.fullmatch(category) is not None
+        named = category.isidentifier() and (fmt != "plural" or category in PLURAL_CATEGORIES)
+        known = exact or named
+        if not known:
             raise TemplateError(f"unknown plural category {category!r}", offset + pos)
         end = _matching_brace(source, brace)
         branches[category] = parse_template(source[brace + 1 : end], offset + brace + 1)
@@ -271,7 +279,9 @@ def render(
             continue
         value = lookup(scope, seg.path)
         if seg.format == "plural":
-            branch = seg.branches.get(plural_category(value, language), seg.branches["other"])
+            branch = seg.branches.get(f"={_plain(value)}") or seg.branches.get(
+                plural_category(value, language), seg.branches["other"]
+            )
             shown = format_number(value, language, voice)
             out.append(render(branch, scope, language, shown, voice=voice))
         elif seg.format == "select":

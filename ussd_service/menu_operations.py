@@ -195,6 +195,8 @@ _RESOLVE_CODES = (Code.NO_PENDING_GIFT, Code.GIFT_EXPIRED, Code.GIFT_NOT_PENDING
 #   catalog        -> items: [{code, title, description, price, category}]
 #   redeem         -> reward_title, points, available, redemption_id
 #   gift           -> gift_id, points, recipient, expires_at, available
+#   gift_check     -> recipient, minimum, maximum, available, allowance (read-only: may the
+#                     sender gift, to this recipient; minimum and maximum on refusals too)
 #   pending_gifts  -> items: [{gift_id, sender, points, expires_at}], count
 #   accept_gift    -> gift_id, points, sender, available, remaining (pending gifts left)
 #   decline_gift   -> gift_id, points, sender, remaining
@@ -226,6 +228,17 @@ REGISTRY: Mapping[str, Operation] = {
                 Code.BELOW_MINIMUM,
                 Code.ABOVE_MAXIMUM,
                 Code.DAILY_CAP_EXCEEDED,
+            ),
+        ),
+        Operation(
+            "gift_check",
+            ledger.gift_check,
+            (
+                Code.NOT_ENROLLED,
+                Code.BLOCKED,
+                Code.INVALID_RECIPIENT,
+                Code.SELF_GIFT,
+                Code.RECIPIENT_NOT_ENROLLED,
             ),
         ),
         Operation("pending_gifts", ledger.pending_gifts),

@@ -298,8 +298,17 @@ class SmsDesk:
             # idempotency_conflict: the gateway reused a message id for another text.
             log.warning("sms_unexpected_code", command=command.kind.value, code=outcome.code.value)
             name = UNAVAILABLE
-        variables = local_variables(outcome.data, self.settings.timezone)
+        variables = {**self._rules(), **local_variables(outcome.data, self.settings.timezone)}
         return Reply(name, self._render(name, language, variables))
+
+    def _rules(self) -> dict[str, Any]:
+        """The ledger's gift rules, for replies that state them (``{minimum}``..``{maximum}``)."""
+        settings = self.settings
+        return {
+            "minimum": settings.gift_min_points,
+            "maximum": settings.gift_max_points,
+            "cap": settings.gift_daily_cap_points,
+        }
 
     def _key(self, sms: InboundSms, command: Command) -> str:
         # Without a gateway id there is nothing to recognise a redelivery by.

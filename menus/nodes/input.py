@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import phonenumbers
@@ -12,6 +12,7 @@ from pydantic import Field
 from menus import limits
 from menus.fields import NodeId, StrictModel, Text
 from menus.nodes.base import AddTransition, Checks, Edge, NodeKind, Path_
+from menus.state import argument, scope_of
 
 if TYPE_CHECKING:
     from menus.engine import Menu
@@ -28,7 +29,9 @@ class PhoneValidator(StrictModel):
     type: Literal["phone"]
     region: str = "RU"
 
-    def accept(self, text: str, pattern: re.Pattern[str] | None) -> Any:
+    def accept(
+        self, text: str, pattern: re.Pattern[str] | None, scope: Mapping[str, Any] | None = None
+    ) -> Any:
         """The number in E.164, or None."""
         try:
             number = phonenumbers.parse(text, self.region)
@@ -39,19 +42,47 @@ class PhoneValidator(StrictModel):
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+# A bound read from a variable when the input is taken: "$chk.maximum".
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+VariableBound = Annotated[str, Field(pattern=rf"^\${_NAME}(\.{_NAME})*$")]
+DEFAULT_MIN = 0
+DEFAULT_MAX = 1_000_000
+
+
 class IntegerValidator(StrictModel):
-    """A whole number in a range."""
+    """A whole number in a range; a bound may be a variable (``$chk.maximum``).
+
+    A variable bound comes from where the rules live (an operation's result),
+    so the menu never repeats a limit the backend enforces; when it holds no
+    whole number, the default bound applies.
+    """
 
     secret: ClassVar[bool] = False
 
     type: Literal["integer"]
-    min: int = 0
-    max: int = Field(default=1_000_000, le=10**9)
+    min: int | VariableBound = DEFAULT_MIN
+    max: Annotated[int, Field(le=10**9)] | VariableBound = DEFAULT_MAX
 
-    def accept(self, text: str, pattern: re.Pattern[str] | None) -> Any:
+    def bounds(self, scope: Mapping[str, Any] | None) -> tuple[int, int]:
+        """The range in ``scope`` (variable bounds read from it)."""
+        return _bound(self.min, scope, DEFAULT_MIN), _bound(self.max, scope, DEFAULT_MAX)
+
+    def accept(
+        self, text: str, pattern: re.Pattern[str] | None, scope: Mapping[str, Any] | None = None
+    ) -> Any:
         """The number, or None."""
-        digits = text.isascii() and text.isdigit()
-        return int(text) if digits and self.min <= int(text) <= self.max else None
+        low, high = self.bounds(scope)
+        digits = text.isascii() and text.isdigit() and len(text) <= 10
+        return int(text) if digits and low <= int(text) <= high else None
+
+
+def _bound(value: int | str, scope: Mapping[str, Any] | None, default: int) -> int:
+    if isinstance(value, int):
+        return value
+    found = argument(value, scope or {})
+    if isinstance(found, bool) or not isinstance(found, int):
+        return default
+    return found
 
 
 class RegexValidator(StrictModel):
@@ -63,7 +94,9 @@ class RegexValidator(StrictModel):
     pattern: str
     max_length: int = Field(default=20, ge=1, le=64)
 
-    def accept(self, text: str, pattern: re.Pattern[str] | None) -> Any:
+    def accept(
+        self, text: str, pattern: re.Pattern[str] | None, scope: Mapping[str, Any] | None = None
+    ) -> Any:
         """The text, or None (``pattern`` is this validator's, compiled at load)."""
         if pattern is None or len(text) > self.max_length:
             return None
@@ -79,7 +112,9 @@ class PinValidator(StrictModel):
     type: Literal["pin"]
     length: int = Field(default=4, ge=4, le=8)
 
-    def accept(self, text: str, pattern: re.Pattern[str] | None) -> Any:
+    def accept(
+        self, text: str, pattern: re.Pattern[str] | None, scope: Mapping[str, Any] | None = None
+    ) -> Any:
         """The PIN, or None."""
         digits = text.isascii() and text.isdigit()
         return text if digits and len(text) == self.length else None
@@ -134,7 +169,7 @@ class InputNode(NodeKind):
     def handle(self, hop: Hop, text: str, pages: list[Page]) -> bool:
         """Keep the normalised value in ``var`` and go on, or refuse it."""
         node_id = hop.state.node
-        value = self.validator.accept(text, hop.menu.regexes.get(node_id))
+        value = self.validator.accept(text, hop.menu.regexes.get(node_id), scope_of(hop.state))
         if value is None:
             return False
         hop.state.variables[self.var] = value
@@ -160,7 +195,12 @@ class InputNode(NodeKind):
                 re.compile(rule.pattern)
             except re.error as err:
                 checks.report((*base, "validator", "pattern"), f"bad pattern: {err}")
-        if isinstance(rule, IntegerValidator) and rule.min > rule.max:
+        if (
+            isinstance(rule, IntegerValidator)
+            and isinstance(rule.min, int)
+            and isinstance(rule.max, int)
+            and rule.min > rule.max
+        ):
             checks.report((*base, "validator"), "min is greater than max")
 
     def check_length(self, base: Path_, checks: Checks, language: str) -> None:

@@ -57,23 +57,31 @@ HTTP_TIMEOUT_S = 10.0
 
 # What the subscriber reads (menu_definitions.yaml, Russian: the default language).
 SMS_SENT = "отправлен"
+# Beginnings of the refusals (they state the balance or the limits that apply).
 SMS_REFUSALS = (
-    "Недостаточно баллов.",
+    "Недостаточно баллов: у вас ",
     "Получатель не в программе.",
     "Неверный номер получателя.",
     "Нельзя дарить себе.",
-    "Слишком мало баллов для подарка.",
-    "Слишком много баллов для подарка.",
+    "Подарок — от ",
+    "Сегодня можно подарить ещё ",
     "Дневной лимит подарков исчерпан.",
 )
 SMS_UNAVAILABLE = "Сервис недоступен"
 USSD_SENT = "Подарок отправлен"
+# Beginnings of the refusals: before the confirmation (the balance, the day's
+# allowance, who cannot receive), or after it when something changed meanwhile.
 USSD_REFUSALS = (
-    "Недостаточно баллов для подарка.",
+    "У вас ",
+    "Сегодня можно подарить ещё ",
+    "Для подарка нужно от ",
+    "Этот номер не в программе бонусов.",
+    "Себе дарить нельзя.",
+    "Недостаточно баллов для подарка",
     "Получатель не в программе бонусов.",
     "Этот номер не принимает подарки.",
     "Нельзя дарить баллы себе.",
-    "Сумма вне допустимых пределов.",
+    "Подарок — от ",
     "Дневной лимит подарков исчерпан.",
 )
 USSD_UNAVAILABLE = "Сервис временно недоступен"
@@ -311,7 +319,7 @@ class Client:
             verdict = "retry"
         elif SMS_SENT in text and f" {op.points} " in text:
             verdict = "effect"
-        elif text in SMS_REFUSALS:
+        elif text.startswith(SMS_REFUSALS):
             verdict = "refused"
         else:
             verdict = "unexpected"
@@ -354,7 +362,7 @@ class Client:
             keys = local_form(op.recipient)
         elif USSD_AMOUNT in screen:
             keys = str(op.points)
-        elif screen.startswith(USSD_CONFIRM) and f"{USSD_CONFIRM}{op.points} б." in screen:
+        elif screen.startswith(USSD_CONFIRM) and f"{USSD_CONFIRM}{op.points} балл" in screen:
             keys = "1"
             op.confirm_sent = True
         else:
@@ -394,7 +402,7 @@ class Client:
             if USSD_SENT in text:
                 self.journal.record(op, phase, what, status, text, "effect")
                 return
-            if text in USSD_REFUSALS:
+            if text.startswith(USSD_REFUSALS):
                 self.journal.record(op, phase, what, status, text, "refused")
                 return
             if USSD_EXPIRED in text:

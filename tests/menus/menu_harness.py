@@ -134,6 +134,16 @@ DEFAULT_ANSWERS: dict[str, Any] = {
     "gift": OperationResult(
         "ok", {"gift_id": "g1", "points": 100, "expires_at": "2026-04-01", "available": 1150}
     ),
+    "gift_check": OperationResult(
+        "ok",
+        {
+            "recipient": "+79161234567",
+            "minimum": 10,
+            "maximum": 10_000,
+            "available": 1250,
+            "allowance": 20_000,
+        },
+    ),
     "pending_gifts": OperationResult(
         "ok",
         {

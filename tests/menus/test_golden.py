@@ -20,6 +20,7 @@ from menus import Menu, OperationResult
 
 GOLDEN = Path(__file__).with_name("golden") / "default_menu.json"
 R = OperationResult
+GIFT_LIMITS = {"minimum": 10, "maximum": 10_000, "available": 1250, "allowance": 20_000}
 
 # name -> (inputs, answers); the same script runs on USSD and IVR, in ru and en.
 SCRIPTS: dict[str, tuple[list[str | None], dict[str, Any]]] = {
@@ -44,7 +45,10 @@ SCRIPTS: dict[str, tuple[list[str | None], dict[str, Any]]] = {
     "spend_redeem": (["3", "1", "2", "1"], {}),
     "spend_decline": (["3", "2", "1", "2"], {}),
     "spend_all_paged": (["3", "3", "99", "9", "1", "1"], {"catalog": catalog(8)}),
-    "spend_short": (["3", "1", "1", "1"], {"redeem": R("insufficient_points")}),
+    "spend_short": (
+        ["3", "1", "1", "1"],
+        {"redeem": R("insufficient_points", {"available": 100, "price": 150})},
+    ),
     "spend_empty": (["3", "1", "1"], {"catalog": R("ok", {"items": []})}),
     "gift_ok": (["4", "89161234567", "150", "1"], {}),
     "gift_bad_number_then_ok": (["4", "123", "+7 916 123-45-67", "0", "89161234567"], {}),
@@ -82,7 +86,25 @@ for _code in (
     "blocked",
     "unavailable",
 ):
-    SCRIPTS[f"gift_{_code}"] = (["4", "89161234567", "150", "1"], {"gift": R(_code)})
+    SCRIPTS[f"gift_{_code}"] = (
+        ["4", "89161234567", "150", "1"],
+        {"gift": R(_code, {"available": 100} if _code == "insufficient_points" else {})},
+    )
+# Refused before the confirmation: who cannot receive, what cannot be given.
+SCRIPTS["gift_check_self"] = (
+    ["4", "89161234567", "89169999999", "150"],
+    {"gift_check": [R("ok", GIFT_LIMITS), R("self_gift", GIFT_LIMITS), R("ok", GIFT_LIMITS)]},
+)
+SCRIPTS["gift_check_not_member"] = (
+    ["4", "89161234567"],
+    {"gift_check": [R("ok", GIFT_LIMITS), R("recipient_not_enrolled", GIFT_LIMITS)]},
+)
+SCRIPTS["gift_amount_limits"] = (["4", "89161234567", "5", "10001", "150"], {})
+SCRIPTS["gift_amount_over_balance"] = (["4", "89161234567", "5000", "1000"], {})
+SCRIPTS["gift_too_few_points"] = (
+    ["4"],
+    {"gift_check": R("ok", {**GIFT_LIMITS, "available": 5})},
+)
 
 CASES = [
     (name, channel, language)
@@ -108,7 +130,8 @@ def _screen(result: Any) -> dict[str, Any]:
 
 async def _converse(menu: Menu, name: str, channel: Any, language: str) -> list[dict[str, Any]]:
     inputs, answers = SCRIPTS[name]
-    ops = ScriptedOperations(answers)
+    # Answer lists are consumed call by call: each run gets its own copy.
+    ops = ScriptedOperations({k: list(v) if isinstance(v, list) else v for k, v in answers.items()})
     if "subscriber" not in answers:
         ops.answers["subscriber"] = R("ok", {"status": "active", "language": language})
     result = await menu.start(channel, ops, language=language)

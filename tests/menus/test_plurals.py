@@ -1,3 +1,5 @@
+# Russian words are the point of these tests.
+# ruff: noqa: RUF001, RUF002
 """Every text of the default menu that counts points agrees with its number.
 
 Each text (screens, IVR wording, SMS replies and notifications) is rendered

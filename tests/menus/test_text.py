@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from menus.gsm import fits, is_gsm7, measure
+from menus.nodes.input import IntegerValidator
 from menus.text import TemplateError, parse_template, render
 
 RU_POINTS = "{n, plural, one {# балл} few {# балла} many {# баллов} other {# балла}}"
@@ -101,3 +102,26 @@ def test_gsm7_measure() -> None:
     assert fits("[" * 91, 182, 80)
     assert not fits("[" * 92, 182, 80)
     assert measure("😀").units == 2  # UTF-16 surrogate pair
+
+
+def test_exact_plural_branch_wins_over_the_category() -> None:
+    template = parse_template("{n, plural, =0 {none left} one {# left} other {# left}}")
+    assert [render(template, {"n": n}, "en") for n in (0, 1, 21)] == [
+        "none left",
+        "1 left",
+        "21 left",
+    ]
+    with pytest.raises(TemplateError):
+        parse_template("{n, select, =0 {x} other {y}}")
+
+
+def test_integer_bounds_from_variables() -> None:
+    rule = IntegerValidator(type="integer", min="$chk.minimum", max="$chk.maximum")
+    scope = {"chk": {"minimum": 10, "maximum": 10_000}}
+    assert rule.accept("10", None, scope) == 10
+    assert rule.accept("9", None, scope) is None
+    assert rule.accept("10001", None, scope) is None
+    # No such variable: the default range applies.
+    assert rule.accept("5", None, {}) == 5
+    with pytest.raises(ValueError, match="pattern"):
+        IntegerValidator(type="integer", max="chk.maximum")

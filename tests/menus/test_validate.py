@@ -73,8 +73,8 @@ def test_mini_menu_is_clean() -> None:
             "operation: balanse",
             [
                 "m.yaml:24:16: error: node 'balance': unknown operation 'balanse' (accept_gift, "
-                "balance, catalog, decline_gift, enroll, gift, history, pending_gifts, redeem, "
-                "set_language, subscriber)"
+                "balance, catalog, decline_gift, enroll, gift, gift_check, history, pending_gifts, "
+                "redeem, set_language, subscriber)"
             ],
             id="unknown-operation",
         ),
