@@ -151,7 +151,7 @@ class RedisSessionStore:
     async def delete(self, ref: SessionRef) -> bool:
         """Remove a session; True when it existed."""
         async with _translated():
-            removed = await self._client.delete(session_key(self._prefix, ref))
+            removed = await self._delete(session_key(self._prefix, ref))
         return bool(removed)
 
     async def remember_dropped(
@@ -189,7 +189,13 @@ class RedisSessionStore:
     async def forget(self, channel: str, msisdn: str) -> None:
         """Delete the resume pointer, if any."""
         async with _translated():
-            await self._client.delete(resume_key(self._prefix, channel, msisdn))
+            await self._delete(resume_key(self._prefix, channel, msisdn))
+
+    async def _delete(self, key: str) -> int:
+        # One key, one plain DEL: the cluster client's delete() splits keys by
+        # slot into a cluster pipeline, whose retry of a node that went down
+        # closes every connection of the client (the hops' too).
+        return int(await self._client.execute_command("DEL", key))
 
     async def _cas(self, record: SessionRecord, expected_version: int) -> SaveResult:
         ref = record.ref

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -76,9 +78,44 @@ def backing_servers(settings: Settings) -> Iterator[Settings]:
         yield resolved
 
 
+#: A ``DATABASE_URL`` query parameter the service reads itself (asyncpg would
+#: send it to the server as a setting): how many prepared statements each
+#: connection keeps (asyncpg's ``statement_cache_size``). Behind PgBouncer in
+#: transaction mode a statement prepared on one server connection is not there
+#: on the next: ``?statement_cache_size=0`` makes every query unnamed.
+PG_STATEMENT_CACHE_PARAM = "statement_cache_size"
+
+
+def pg_connect_args(url: str) -> tuple[str, dict[str, Any]]:
+    """``url`` without the service's own parameters, and asyncpg keyword arguments for them."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if not any(name == PG_STATEMENT_CACHE_PARAM for name, _ in query):
+        return url, {}
+    kept, kwargs = [], {}
+    for name, value in query:
+        if name != PG_STATEMENT_CACHE_PARAM:
+            kept.append((name, value))
+        elif value.isascii() and value.isdigit():
+            kwargs["statement_cache_size"] = int(value)
+        else:
+            # InterfaceError: what callers already report as "cannot connect".
+            raise asyncpg.InterfaceError(
+                f"{PG_STATEMENT_CACHE_PARAM} must be a whole number (0 behind PgBouncer"
+                f" in transaction mode), got {value!r}"
+            )
+    return urlunsplit(parts._replace(query=urlencode(kept))), kwargs
+
+
+async def connect_pg(url: str, **kwargs: Any) -> asyncpg.Connection:
+    """One connection to ``url`` (its service parameters applied), for commands."""
+    dsn, options = pg_connect_args(url)
+    return await asyncpg.connect(dsn, **options, **kwargs)
+
+
 async def apply_migrations(database_url: str) -> list[str]:
     """Apply pending ledger migrations; return the names applied now."""
-    conn = await asyncpg.connect(database_url)
+    conn = await connect_pg(database_url)
     try:
         return await migrate(conn, SCHEMA_PACKAGES)
     finally:
@@ -187,8 +224,13 @@ async def open_redis(url: str, *, max_connections: int = REDIS_MAX_CONNECTIONS) 
 
 
 async def open_pg_pool(url: str, *, max_size: int, min_size: int = 0) -> asyncpg.Pool:
-    """An asyncpg pool; ``min_size=0`` lets a command start while PostgreSQL is down."""
-    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+    """An asyncpg pool; ``min_size=0`` lets a command start while PostgreSQL is down.
+
+    ``?statement_cache_size=N`` in ``url`` sets asyncpg's cache of prepared
+    statements per connection (default 100; 0 behind PgBouncer in transaction mode).
+    """
+    dsn, options = pg_connect_args(url)
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, **options)
     assert pool is not None
     return pool
 

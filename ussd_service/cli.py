@@ -22,7 +22,7 @@ from embedded_servers import EmbeddedServerError
 from menus import MenuError, json_schema
 from ussd_service import notifier
 from ussd_service.app import create_app
-from ussd_service.backends import apply_migrations, backing_servers, open_pg_pool
+from ussd_service.backends import apply_migrations, backing_servers, connect_pg, open_pg_pool
 from ussd_service.config import ConfigError, Settings, load_settings, mask_url
 from ussd_service.logs import configure_logging
 from ussd_service.menu_files import check_menu_file, load_menus
@@ -151,7 +151,7 @@ def _prepare_database(settings: Settings, *, external: bool) -> None:
 
 
 async def _reach_database(url: str) -> None:
-    conn = await asyncpg.connect(url, timeout=DB_CONNECT_TIMEOUT_S)
+    conn = await connect_pg(url, timeout=DB_CONNECT_TIMEOUT_S)
     await conn.close()
 
 

@@ -22,7 +22,8 @@ import pytest
 import redis.asyncio as aioredis
 import structlog
 from aiohttp.test_utils import TestClient
-from hops_harness import member, new_msisdn
+from hops_harness import AfricasTalkingPhone, NativePhone, member, new_msisdn
+from redis.asyncio.cluster import ClusterPipeline
 
 import ledger
 from embedded_servers.redis_cluster import LocalRedisCluster
@@ -293,3 +294,27 @@ async def test_dropoff_counters_reach_the_designers_report_on_the_cluster(
     # entries, invalid, timeouts, abandons, handoffs, completed, open, abandon %
     assert row[1:9] == ["7", "0", "0", "2", "0", "0", "5", "28.6"], out.decode()
 
+
+
+async def test_hops_send_no_cluster_pipeline(
+    client: TestClient, pg_pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py's cluster pipeline (and delete(), built on it) closes every connection of
+    the client when it retries a node that went down: the hop path must not use it."""
+    pipelines = []
+    original = ClusterPipeline.execute
+
+    async def counted(self: ClusterPipeline, *args: Any, **kwargs: Any) -> Any:
+        pipelines.append(len(self))
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ClusterPipeline, "execute", counted)
+    caller = new_msisdn()
+    await member(pg_pool, caller, 100)
+    for phone in (AfricasTalkingPhone(client, caller), NativePhone(client, caller)):
+        for key in ("", "1", "1", "4"):  # begin, balance, back, gift (a resume pointer)
+            reply = await (phone.begin() if not key else phone.send(key))
+            assert reply.status == 200
+            assert "недоступен" not in reply.text, reply.text
+        await phone.drop()
+    assert pipelines == []
