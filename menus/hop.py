@@ -19,8 +19,9 @@ from transitions import EventData
 from menus import limits
 from menus.expr import Expression
 from menus.operations import OK, OperationResult, PendingOperation
-from menus.screen import Handoff, IvrHints, Page, PageLimits, Prompt, Screen
+from menus.screen import Page, PageLimits, Screen
 from menus.state import OperationCall, SessionState, StepResult, argument, scope_of
+from menus.voice import ivr_screen
 
 if TYPE_CHECKING:
     from menus.engine import Menu
@@ -74,9 +75,11 @@ class Hop:
         self.items: list[Mapping[str, Any]] | None = None
         self.reason: str | None = None
         self.error: str | None = None
-        # Labels and keys of the current screen's entries (set by the node's layout).
+        # Labels and keys of the current screen's entries (set by the node's layout),
+        # and the language of an entry said in another language than the session's.
         self.labels: list[str] = []
         self.keys: list[str] = []
+        self.entry_languages: dict[int, str] = {}
         # The current node's layout, kept until the hop moves (a hop that stays,
         # like a page turn or a reprompt, would otherwise lay it out twice).
         self._pages: list[Page] | None = None
@@ -120,6 +123,7 @@ class Hop:
         state.failures = state.timeouts = state.page = 0
         self.items = None
         self._pages = None
+        self.entry_languages = {}
 
     def run(
         self, name: str, args: Mapping[str, ArgValue]
@@ -180,8 +184,7 @@ class Hop:
         state.failures += 1
         if state.failures >= self.menu.settings_for(state.channel).max_failures:
             return (yield from self.fail(REASON_FAILURES))
-        error = self.node.error_text()
-        self.error = self.menu.text(error).render(state.language, scope_of(state))
+        self.error = self.say(self.node.error_text(), scope_of(state))
         return (yield from self.finish(accepted=False))
 
     def handle(self, text: str) -> Shown:  # noqa: PLR0911 - one dispatch
@@ -248,7 +251,7 @@ class Hop:
         handoff = node.handoff(self)
         state.ended = final
         if self.voice:
-            screen = self.ivr_screen(node, page, len(pages), final, handoff)
+            screen = ivr_screen(self, node, page, pages=len(pages), final=final, handoff=handoff)
         else:
             limits_ = menu.page_limits(state.language)
             text = page.text
@@ -263,55 +266,6 @@ class Hop:
                 pages=len(pages),
             )
         return StepResult(state, screen, accepted, tuple(self.calls))
-
-    def ivr_screen(
-        self, node: Node, page: Page, pages: int, final: bool, handoff: Handoff | None
-    ) -> Screen:
-        """The prompts of one IVR page and how to collect the next keys."""
-        state, menu = self.state, self.menu
-        language = state.language
-        ivr = menu.model.channels.ivr
-        prompts: list[Prompt] = []
-        if self.error:
-            prompts.append(Prompt(self.error))
-        title = node.title()
-        if title is not None:
-            audio = menu.text(title).audio.get(language)
-            if page.text or audio:
-                prompts.append(Prompt(page.text, audio))
-        option_text = menu.texts["ivr_option"]
-        read_only = node.reads_entries()
-        for position, index in enumerate(page.entries):
-            if read_only:
-                prompts.append(Prompt(self.labels[index]))
-                continue
-            key = self.keys[index] if self.keys else str(position + 1)
-            scope = {"label": self.labels[index], "key": key}
-            prompts.append(Prompt(option_text.render_voice(language, scope)))
-        if state.page < pages - 1:
-            more = menu.texts["more"].render_voice(language, {})
-            scope = {"label": more, "key": ivr.navigation.more}
-            prompts.append(Prompt(option_text.render_voice(language, scope)))
-        # Voice and language on every screen (a final one is spoken too); the
-        # key-collection hints matter only when the caller is asked for keys.
-        single = not final and node.single_key
-        hints = IvrHints(
-            num_digits=1 if single else None,
-            finish_on_key="" if single else "#",
-            timeout=ivr.input_timeout,
-            voice=ivr.voice.get(language, ""),
-            language_code=ivr.language_codes.get(language, language),
-        )
-        return Screen(
-            node=state.node,
-            text=" ".join(p.text for p in prompts if p.text),
-            final=final,
-            handoff=handoff,
-            prompts=tuple(prompts),
-            ivr=hints,
-            page=state.page,
-            pages=pages,
-        )
 
 
 def _clip(text: str, page: PageLimits) -> str:

@@ -76,4 +76,3 @@ OperationTable = Mapping[str, OperationSpec]
 #: that runs operations passes its own table (the service derives its table
 #: from the ledger functions it links each name to).
 NO_OPERATIONS: OperationTable = MappingProxyType({})
-

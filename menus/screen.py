@@ -10,10 +10,17 @@ from menus.gsm import fits
 
 @dataclass(frozen=True)
 class Prompt:
-    """One piece of an IVR prompt: text for text-to-speech, or an audio file to play."""
+    """One piece of an IVR prompt: text for text-to-speech, or an audio file to play.
+
+    ``voice`` and ``language_code`` are set when this piece is in another
+    language than the screen's (``IvrHints``): "For English, press 2" in a
+    Russian menu is said by the English voice.
+    """
 
     text: str
     audio: str | None = None
+    voice: str = ""
+    language_code: str = ""
 
 
 @dataclass(frozen=True)

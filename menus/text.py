@@ -217,11 +217,12 @@ def format_day_month(value: Any, language: str, voice: bool = False) -> str:
     return str(format_skeleton(skeleton, day, locale=locale(language))).translate(_SPACES)
 
 
-def format_phone(value: Any) -> str:
+def format_phone(value: Any, voice: bool = False) -> str:
     """A phone number in full, grouped as people read it (``+7 916 123-45-67``).
 
     Subscribers see their own and their friends' numbers whole; masking is
-    for logs only. A value that is not a valid number is shown as it is.
+    for logs only. A value that is not a valid number is shown as it is. For
+    voice, the groups are said apart (``+7 916 123 45 67``).
     """
     text = "" if value is None else str(value)
     try:
@@ -230,7 +231,8 @@ def format_phone(value: Any) -> str:
         return text
     if not phonenumbers.is_valid_number(number):
         return text
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    grouped = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    return grouped.replace("-", " ") if voice else grouped
 
 
 def plural_category(value: Any, language: str) -> str:
@@ -255,7 +257,7 @@ _FORMATTERS: Mapping[str | None, Callable[[Any, str, bool], str]] = {
     "signed": format_signed,
     "date": format_day,
     "day": format_day_month,
-    "phone": lambda value, _language, _voice: format_phone(value),
+    "phone": lambda value, _language, voice: format_phone(value, voice),
 }
 
 

@@ -33,8 +33,8 @@ from menus.screen import PageLimits
 from menus.text import Placeholder, Segment, TemplateError, parse_template, placeholders
 from menus.text import render_worst as worst_text
 
-# Placeholders the engine fills itself in `ivr_option`.
-_IVR_OPTION_PLACEHOLDERS = frozenset({"label", "key"})
+# Placeholders the engine fills itself in its own texts.
+_ENGINE_PLACEHOLDERS = {"ivr_option": frozenset({"label", "key"}), "ivr_keys": frozenset({"back"})}
 _WIDE_GSM7 = "W"
 _WIDE_UCS2 = "Ж"
 
@@ -132,7 +132,8 @@ class _Validator:
         self.parsed[path] = parsed
 
     def check_placeholders(self, path: Path_, segments: tuple[Segment, ...]) -> None:
-        allowed = _IVR_OPTION_PLACEHOLDERS if path[:2] == ("texts", "ivr_option") else frozenset()
+        engine = str(path[1]) if path[:1] == ("texts",) and len(path) > 1 else ""
+        allowed = _ENGINE_PLACEHOLDERS.get(engine, frozenset())
         for placeholder in placeholders(segments):
             name = placeholder.path
             if name not in self.model.variables and name not in allowed:

@@ -19,7 +19,7 @@ def dump_screen(screen: Screen, handoff_id: int | None) -> str:
     if handoff_id is not None:
         data["hid"] = handoff_id
     if screen.prompts:
-        data["p"] = [[p.text, p.audio] if p.audio else [p.text] for p in screen.prompts]
+        data["p"] = [_prompt(p) for p in screen.prompts]
     if screen.ivr is not None:
         hints = screen.ivr
         data["i"] = [
@@ -32,6 +32,14 @@ def dump_screen(screen: Screen, handoff_id: int | None) -> str:
     if screen.pages > 1:
         data["pg"] = [screen.page, screen.pages]
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def _prompt(prompt: Prompt) -> list[str | None]:
+    """A prompt as a short list: text, then audio, voice and language only when set."""
+    fields = [prompt.text, prompt.audio, prompt.voice, prompt.language_code]
+    while len(fields) > 1 and not fields[-1]:
+        fields.pop()
+    return fields
 
 
 def load_screen(raw: str) -> tuple[Screen, int | None]:

@@ -108,6 +108,8 @@ class NodeKind(StrictModel):
     single_key: ClassVar[bool] = False
     # A USSD shortcut string stops here (a confirmation is never skipped).
     stops_shortcut: ClassVar[bool] = False
+    # The voice line says its navigation keys once (menus, lists).
+    announces_keys: ClassVar[bool] = False
 
     kind: str
 

@@ -24,6 +24,7 @@ class ListNode(NodeKind):
     order: ClassVar[int] = 50
     remembered: ClassVar[bool] = True
     single_key: ClassVar[bool] = True
+    announces_keys: ClassVar[bool] = True
 
     kind: Literal["list"]
     text: Text

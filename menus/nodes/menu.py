@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from menus.fields import ArgValue, Channel, Key, NodeId, StrictModel, Text
+from menus.fields import ArgValue, Channel, Key, LanguageCode, NodeId, StrictModel, Text
 from menus.nodes.base import Checks, Edge, NodeKind, Path_
 from menus.screen import paginate
 from menus.state import argument, scope_of
@@ -30,6 +30,10 @@ class Option(StrictModel):
     set: dict[NodeId, ArgValue] = Field(
         default_factory=dict, description="Variables set when chosen ($var or literal)."
     )
+    language: LanguageCode | None = Field(
+        default=None,
+        description="Said in this language, by its voice (a language's own name: English).",
+    )
 
 
 class MenuNode(NodeKind):
@@ -38,6 +42,7 @@ class MenuNode(NodeKind):
     order: ClassVar[int] = 10
     remembered: ClassVar[bool] = True
     single_key: ClassVar[bool] = True
+    announces_keys: ClassVar[bool] = True
 
     kind: Literal["menu"]
     text: Text
@@ -83,13 +88,18 @@ class MenuNode(NodeKind):
         """The visible options' labels and keys."""
         state, menu = hop.state, hop.menu
         language, voice = state.language, hop.voice
-        labels, keys = [], []
+        labels: list[str] = []
+        keys: list[str] = []
+        hop.entry_languages = {}
         for index in self.visible(state.node, menu, state.channel, scope):
             option = self.options[index]
             label = menu.text(option.label)
+            said_in = language
+            if voice and option.language is not None and option.language != language:
+                said_in = hop.entry_languages[len(labels)] = option.language
             # Inline rather than hop.say: this loop runs for every option of every menu hop.
             labels.append(
-                label.render_voice(language, scope) if voice else label.render(language, scope)
+                label.render_voice(said_in, scope) if voice else label.render(language, scope)
             )
             keys.append(option.key)
         return labels, keys
@@ -122,6 +132,9 @@ class MenuNode(NodeKind):
             if on_ivr and has_ivr and len(option.key) > 1:
                 checks.report((*where, "key"), "IVR keys are one digit (limit the option to ussd)")
             checks.target((*where, "target"), option.target)
+            if option.language is not None and option.language not in checks.model.languages:
+                message = f"language '{option.language}' is not in languages"
+                checks.report((*where, "language"), message)
             if option.when is not None:
                 checks.condition((*where, "when"), option.when)
 

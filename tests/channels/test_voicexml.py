@@ -27,6 +27,7 @@ from channels_harness import (
 )
 
 from menus.screen import Handoff, IvrHints, Prompt, Screen
+from menus.text import format_phone
 from ussd_service.channels import dialect
 from ussd_service.channels.dialect import FORM, GatewayRequest
 from ussd_service.channels.voicexml import (
@@ -117,7 +118,10 @@ async def test_first_fetch_by_get_then_the_balance(
 
     reading = await phone.answer("1")
     assert reading.text.startswith("Баланс: 1 234 балла\nСгорят 1 234 балла")
-    assert reading.prompts[-1] == "Главное меню — нажмите 1."
+    assert reading.prompts[-2:] == (
+        "Главное меню — нажмите 1.",
+        "Повторить — звёздочка. Назад — решётка. Оператор — ноль.",
+    )
     reading = await phone.answer("1")
     assert reading.prompts[:3] == MAIN_PROMPTS
     assert await available(pg_pool, caller) == 1234
@@ -131,7 +135,7 @@ async def test_gift_with_confirmation(client: TestClient, pg_pool: asyncpg.Pool)
     await phone.begin()
 
     reading = await phone.answer("4")
-    assert reading.prompts == ("Номер получателя (8916...):",)
+    assert reading.prompts == ("Введите номер получателя.", "Затем нажмите решётку.")
     root = document(phone.last)
     assert properties(root)["termchar"] == "#"
     repeat, keys = grammar_keys(root)
@@ -141,7 +145,7 @@ async def test_gift_with_confirmation(client: TestClient, pg_pool: asyncpg.Pool)
     await phone.answer(local_form(recipient))
     reading = await phone.answer("100")
     assert reading.prompts == (
-        "Подарить 100 баллов на этот номер?",
+        f"Подарить 100 баллов на номер {format_phone(recipient, voice=True)}?",
         "Да — нажмите 1.",
         "Нет — нажмите 2.",
     )
@@ -223,17 +227,22 @@ async def test_keys_the_grammar_cannot_match_are_a_wrong_answer(
 
 async def test_a_retried_fetch_is_answered_once(client: TestClient, pg_pool: asyncpg.Pool) -> None:
     caller = new_msisdn()
-    await member(pg_pool, caller, 5)
+    await member(pg_pool, caller, 50)
     phone = voice_phone(client, caller)
     await phone.begin()
     request = phone.session.answer("4")
     first, retry = await exchange(client, request), await exchange(client, request)
-    assert read_vxml(first.status, first.body).prompts == ("Номер получателя (8916...):",)
+    assert read_vxml(first.status, first.body).prompts == (
+        "Введите номер получателя.",
+        "Затем нажмите решётку.",
+    )
     # Taken twice, the "4" would be a wrong number on the recipient screen.
     assert retry.body == first.body
     assert await duplicate_hops(client, "ivr") == 1
     phone.session.read(retry.status, retry.body)
-    assert (await phone.answer("89160000000")).prompts == ("Сколько баллов подарить?",)
+    # The recipient screen took the number (a stranger: asked for another one).
+    reading = await phone.answer("89160000000")
+    assert reading.prompts[0].startswith("Этот номер не в программе бонусов.")
 
 
 @pytest.mark.parametrize("mode", ["sequential", "concurrent"])

@@ -78,7 +78,7 @@ async def test_ivr_gift_through_stdin(settings: Settings, pg_pool, redis_client)
     assert "[waiting for 1 key, timeout 6 s; empty line = no keys]" in output
     assert "  (no keys: timeout)" in output
     assert "[waiting for keys, then #" in output
-    assert "  (say) Подарить 150 баллов на этот номер?" in output
+    assert "  (say) Подарить 150 баллов на номер +7 916 200 00 02?" in output
     assert "  (say) Подарок отправлен." in output
     assert "  (hang up)" in output
     summary = await ledger.subscriber_summary(pg_pool, ME)

@@ -84,3 +84,18 @@ def test_english_counts_agree(default_menu: Menu, number: int) -> None:
         for digits, word in EN_WORD.findall(text):
             if int(digits) == number:
                 assert word == EN_FORMS[number], (where, text)
+
+
+ABBREVIATED = re.compile(
+    r"(?<![\w.])(б|г|мин|руб|янв|февр|мар|апр|июн|июл|авг|сент|окт|нояб|дек"
+    r"|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|pts)\.|\.\.\."
+)
+
+
+@pytest.mark.parametrize("language", ["ru", "en"])
+def test_nothing_abbreviated_is_spoken(default_menu: Menu, language: str) -> None:
+    """The voice line says words: dates in full, no "б.", no "(8916...)"."""
+    for number in NUMBERS:
+        for where, text in _renderings(default_menu, language, number):
+            if where.endswith("(spoken)") and not where.startswith("sms."):
+                assert not ABBREVIATED.search(text), (where, text)

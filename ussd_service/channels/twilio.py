@@ -99,7 +99,10 @@ def _speak(target: VoiceResponse | Gather, screen: Screen) -> None:
         if prompt.audio:
             target.play(prompt.audio)
         elif hints is not None:
-            target.say(prompt.text, voice=hints.voice or None, language=hints.language_code)
+            # A prompt in another language than the screen's names its own voice.
+            voice = prompt.voice or hints.voice or None
+            language = prompt.language_code or hints.language_code
+            target.say(prompt.text, voice=voice, language=language)
         else:
             target.say(prompt.text)
 

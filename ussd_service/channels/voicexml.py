@@ -162,6 +162,9 @@ def _speak(parent: ET.Element, screen: Screen) -> None:
             _el(element, "audio", src=prompt.audio).text = prompt.text or None
         else:
             element.text = prompt.text
+        if prompt.language_code:
+            # A prompt in another language than the document's.
+            element.set(XML_LANG, prompt.language_code)
 
 
 def _submit(parent: ET.Element, url: str, names: tuple[str, ...]) -> None:
