@@ -219,6 +219,12 @@ class Menu:
 
     # ------------------------------------------------------------------ facts
 
+    def resumable(self, node_id: str) -> bool:
+        """True when a session dropped at ``node_id`` is worth resuming (an input, a
+        confirmation): never after a final screen or one that only showed something."""
+        node = self.nodes.get(node_id)
+        return node is not None and node.resumable
+
     def masks_input(self, node_id: str) -> bool:
         """True when input at ``node_id`` is secret (a PIN): show ``****`` instead of the keys."""
         node = self.nodes.get(node_id)

@@ -203,9 +203,9 @@ class Dialogue:
             return result
         if hop.reports_drops or hop.channel != "ussd":
             return await self.store.save(record, expected)
-        home = self.menus.current.model.entry.ussd.home
-        if answer.screen.final or record.node == home:
-            # Nothing worth resuming: the session ended, or is back at the start.
+        menu = self._version(record.menu_version) or self.menus.current
+        if answer.screen.final or not menu.resumable(record.node):
+            # Nothing worth resuming: the session ended, or shows what it can show again.
             pointer = self.store.forget(hop.channel, hop.msisdn)
         else:
             pointer = self.store.remember_dropped(resume_point(hop, record))
@@ -421,7 +421,8 @@ class Dialogue:
             return self._system_answer("session_expired", hop, outcome="aborted")
         screen, _ = load_screen(record.last_reply) if record.last_reply else (None, None)
         unfinished = screen is not None and not screen.final and payload.resume is None
-        if hop.channel == "ussd" and unfinished:
+        menu = self._version(record.menu_version) or self.menus.current
+        if hop.channel == "ussd" and unfinished and menu.resumable(record.node):
             await self.store.remember_dropped(resume_point(hop, record))
         await self.store.delete(record.ref)
         if unfinished:

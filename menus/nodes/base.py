@@ -110,6 +110,9 @@ class NodeKind(StrictModel):
     stops_shortcut: ClassVar[bool] = False
     # The voice line says its navigation keys once (menus, lists).
     announces_keys: ClassVar[bool] = False
+    # A dropped session may be resumed here: something was being typed or
+    # confirmed (inputs, confirmations), never a screen that only showed something.
+    resumable: ClassVar[bool] = False
 
     kind: str
 

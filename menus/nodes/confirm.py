@@ -23,6 +23,7 @@ class ConfirmNode(NodeKind):
     remembered: ClassVar[bool] = True
     single_key: ClassVar[bool] = True
     stops_shortcut: ClassVar[bool] = True
+    resumable: ClassVar[bool] = True
 
     kind: Literal["confirm"]
     text: Text

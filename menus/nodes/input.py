@@ -131,6 +131,7 @@ class InputNode(NodeKind):
 
     order: ClassVar[int] = 20
     remembered: ClassVar[bool] = True
+    resumable: ClassVar[bool] = True
 
     kind: Literal["input"]
     text: Text

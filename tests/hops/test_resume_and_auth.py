@@ -73,7 +73,7 @@ async def test_resume_declined_starts_again(client: TestClient, pg_pool: asyncpg
     await member(pg_pool, caller, 10)
     phone = NativePhone(client, caller)
     await phone.begin()
-    await phone.send("3")
+    await phone.send("4")  # an input: worth resuming (a menu that only shows is not)
     await phone.drop()
     again = NativePhone(client, caller)
     assert (await again.begin()).text.startswith(RESUME)
