@@ -21,7 +21,7 @@ def test_the_registry_derives_the_table_the_menus_are_checked_against() -> None:
     table = menu_operations()
     assert set(table) == {
         "subscriber", "enroll", "balance", "history", "catalog", "redeem", "gift",
-        "pending_gifts", "accept_gift", "decline_gift", "set_language",
+        "pending_gifts", "accept_gift", "decline_gift", "set_language", "gift_check",
     }  # fmt: skip
     gift_codes = {
         "ok", "unavailable", "not_enrolled", "blocked", "invalid_recipient",
