@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,10 @@ def test_validate_clean_file_exits_0() -> None:
 
 def test_validate_broken_file_points_at_the_line(tmp_path: Path) -> None:
     text = (ROOT / "menu_definitions.yaml").read_text()
-    broken = text.replace("target: gift_recipient", "target: gift_recipent", 1)
+    # The first option's target, misspelt.
+    target = re.search(r"target: (\w+)", text)
+    assert target is not None
+    broken = text.replace(target.group(0), "target: gift_recipent", 1)
     assert broken != text
     # And a service text gone: the service's own checks run too.
     broken = broken.replace("  session_expired:\n", "  session_gone:\n", 1)
