@@ -219,6 +219,11 @@ class Menu:
 
     # ------------------------------------------------------------------ facts
 
+    def home(self, channel: Channel) -> str:
+        """The node "home" leads to on ``channel`` (the main menu)."""
+        entry = self.model.entry.ivr if channel == "ivr" else self.model.entry.ussd
+        return (entry or self.model.entry.ussd).home
+
     def resumable(self, node_id: str) -> bool:
         """True when a session dropped at ``node_id`` is worth resuming (an input, a
         confirmation): never after a final screen or one that only showed something."""
@@ -255,6 +260,7 @@ class Menu:
             more_line=f"{ussd.navigation.more}. {more}",
             back_line=f"{ussd.navigation.back}. {back}",
             max_entries=limits.MAX_OPTIONS_PER_PAGE,
+            error_line=self.texts["invalid_input"].render(language, {}),
         )
         return page
 

@@ -19,7 +19,7 @@ from transitions import EventData
 from menus import limits
 from menus.expr import Expression
 from menus.operations import OK, OperationResult, PendingOperation
-from menus.screen import Page, PageLimits, Screen
+from menus.screen import Page, PageLimits, Screen, with_error
 from menus.state import OperationCall, SessionState, StepResult, argument, scope_of
 from menus.voice import ivr_screen
 
@@ -119,6 +119,9 @@ class Hop:
         if remember and self.menu.nodes[state.node].remembered:
             state.breadcrumb.append(state.node)
             del state.breadcrumb[: -limits.MAX_BREADCRUMB]
+        if node_id == self.menu.home(state.channel):
+            # Home starts afresh: "back" from the main menu leads nowhere.
+            state.breadcrumb.clear()
         state.node = node_id
         state.failures = state.timeouts = state.page = 0
         self.items = None
@@ -256,7 +259,7 @@ class Hop:
             limits_ = menu.page_limits(state.language)
             text = page.text
             if self.error:
-                text = _with_error(self.error, text, limits_)
+                text = with_error(self.error, page, limits_)
             screen = Screen(
                 node=state.node,
                 text=_clip(text, limits_),
@@ -275,11 +278,3 @@ def _clip(text: str, page: PageLimits) -> str:
     while not page.fits(text):
         text = text[:-1]
     return text
-
-
-def _with_error(error: str, text: str, page: PageLimits) -> str:
-    """The page with the error text on top; the page's first line gives way when full."""
-    for candidate in (f"{error}\n{text}", f"{error}\n{text.partition(chr(10))[2]}"):
-        if page.fits(candidate):
-            return candidate
-    return error if page.fits(error) else text

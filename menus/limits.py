@@ -26,6 +26,10 @@ MAX_INPUT_LENGTH = 64
 
 # Option keys a subscriber can press on one page.
 MAX_OPTIONS_PER_PAGE = 9
+# A menu of up to this many options must fit this many USSD pages in every
+# language (labels short enough to read a menu in two screens, even in UCS-2).
+SHORT_MENU_OPTIONS = 7
+SHORT_MENU_PAGES = 2
 # IVR lists read this many items per page at most.
 IVR_LIST_PAGE_SIZE = 5
 

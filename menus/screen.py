@@ -63,10 +63,12 @@ class Screen:
 
 @dataclass(frozen=True)
 class Page:
-    """One USSD page: its text and the entries (by index) it shows."""
+    """One USSD page: its text, the entries (by index) it shows, and how many of
+    its first lines are the screen's title (they may give way to an error)."""
 
     text: str
     entries: tuple[int, ...] = ()
+    header_lines: int = 0
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,9 @@ class PageLimits:
     back_line: str
     max_entries: int = 9
     sep: str = field(default="\n")
+    # The error shown above a page after a wrong key: a page's entries leave
+    # room for it (the title and the navigation hints give way to it).
+    error_line: str = ""
 
     def fits(self, text: str) -> bool:
         """True when ``text`` fits one page."""
@@ -116,8 +121,14 @@ def paginate(
     returns to the previous page); the more line on every page but the last.
     A header too long for one page is split between words; an entry is never
     split across pages (one that cannot fit alone is shortened by whole words).
+    Entries fill each page up to the limit, leaving room for ``limits.error_line``
+    in place of the title and the navigation hints (``with_error``).
     """
     sep = limits.sep
+
+    def room(entry_lines: list[str]) -> bool:
+        error = limits.error_line
+        return not error or limits.fits(sep.join([error, *entry_lines]))
 
     def compose(lines: list[str], page_index: int, more: bool) -> str:
         tail = [limits.more_line] if more else []
@@ -133,32 +144,63 @@ def paginate(
             line = line.rsplit(" ", 1)[0]
         return line
 
+    def lines_in(text: str) -> int:
+        return text.count(sep) + 1 if text else 0
+
     labelled = [line_of(key(i, i), e) for i, e in enumerate(entries)]
     if len(entries) <= limits.max_entries:
         single = compose([header, *labelled], 0, more=False)
-        if limits.fits(single):
-            return [Page(single, tuple(range(len(entries))))]
+        if limits.fits(single) and room(labelled):
+            return [Page(single, tuple(range(len(entries))), lines_in(header))]
 
     pages: list[Page] = []
     lines: list[str] = []
     shown: list[int] = []
+    head = 0  # lines of the header at the start of ``lines``
     # The header, in as many chunks as it needs.
     if header:
         chunks = _split_words(header, lambda c: limits.fits(compose([c], len(pages), more=True)))
         for chunk in chunks[:-1]:
-            pages.append(Page(compose([chunk], len(pages), more=True)))
+            pages.append(Page(compose([chunk], len(pages), more=True), (), lines_in(chunk)))
         lines = [chunks[-1]]
+        head = lines_in(chunks[-1])
     for index, entry in enumerate(entries):
         line = line_of(key(len(shown), index), entry)
         last = index == len(entries) - 1
         candidate = compose([*lines, line], len(pages), more=not last)
-        if shown or (lines and not limits.fits(candidate)):
-            full = len(shown) >= limits.max_entries or not limits.fits(candidate)
+        fits = limits.fits(candidate) and room([*lines[head:], line])
+        if shown or (lines and not fits):
+            full = len(shown) >= limits.max_entries or not fits
             if full:
-                pages.append(Page(compose(lines, len(pages), more=True), tuple(shown)))
-                lines, shown = [], []
+                pages.append(Page(compose(lines, len(pages), more=True), tuple(shown), head))
+                lines, shown, head = [], [], 0
                 line = line_of(key(0, index), entry)
         lines.append(line)
         shown.append(index)
-    pages.append(Page(compose(lines, len(pages), more=False), tuple(shown)))
+    pages.append(Page(compose(lines, len(pages), more=False), tuple(shown), head))
     return pages
+
+
+def with_error(error: str, page: Page, limits: PageLimits) -> str:
+    """The page with the error on top; what gives way when it is full.
+
+    The title gives way first, then the navigation hints (their keys still
+    work); the options never do: a wrong key must not hide the right one.
+    """
+    sep = limits.sep
+    lines = page.text.split(sep)
+    head, body = lines[: page.header_lines], lines[page.header_lines :]
+    hints: list[str] = []
+    while body and body[-1] in (limits.more_line, limits.back_line):
+        hints.insert(0, body.pop())
+    candidates = [
+        [*head, *body, *hints],
+        [*body, *hints],
+        [*body, *(hint for hint in hints if hint != limits.back_line)],
+        body,
+    ]
+    for candidate in candidates:
+        text = sep.join([error, *candidate])
+        if limits.fits(text):
+            return text
+    return error if limits.fits(error) else page.text

@@ -225,13 +225,15 @@ class _Validator:
 
     def page_limits(self, language: str) -> PageLimits:
         ussd = self.model.channels.ussd
-        words = {n: self.worst(("texts", n), n, language) for n in ("more", "back")}
+        names = ("more", "back", "invalid_input")
+        words = {n: self.worst(("texts", n), n, language) for n in names}
         return PageLimits(
             max_gsm7=ussd.max_gsm7,
             max_ucs2=ussd.max_ucs2,
             more_line=f"{ussd.navigation.more}. {words['more']}",
             back_line=f"{ussd.navigation.back}. {words['back']}",
             max_entries=limits.MAX_OPTIONS_PER_PAGE,
+            error_line=words["invalid_input"],
         )
 
     def check_lengths(self) -> None:

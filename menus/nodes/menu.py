@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
+from menus import limits
 from menus.fields import ArgValue, Channel, Key, LanguageCode, NodeId, StrictModel, Text
 from menus.nodes.base import Checks, Edge, NodeKind, Path_
 from menus.screen import paginate
@@ -152,13 +153,22 @@ class MenuNode(NodeKind):
             for index, option in shown
         ]
         keys = [option.key for _index, option in shown]
+        each_fits = True
         for (index, option), label in zip(shown, labels, strict=True):
             alone = "\n".join([f"{option.key}. {label}", page.more_line, page.back_line])
             where = (*base, "options", index, "label")
             checks.fit(page, alone, where, language, f"option {option.key}")
+            each_fits = each_fits and page.fits(alone)
         pages = paginate(title, labels, page, back=True, key=lambda _p, i: keys[i])
         for number, laid in enumerate(pages, 1):
             checks.fit(page, laid.text, (*base, "text"), language, f"page {number}")
+        short = len(shown) <= limits.SHORT_MENU_OPTIONS
+        if each_fits and short and len(pages) > limits.SHORT_MENU_PAGES:
+            checks.report(
+                (*base, "options"),
+                f"{language}: {len(shown)} options take {len(pages)} USSD pages, "
+                f"at most {limits.SHORT_MENU_PAGES}: shorten the labels",
+            )
 
 
 KIND = MenuNode

@@ -362,9 +362,18 @@ async def test_state_round_trips_and_stays_small(menu: Menu, ops: ScriptedOperat
 
 
 async def test_breadcrumb_is_bounded(menu: Menu, ops: ScriptedOperations) -> None:
-    inputs = ["1", "20", "2"] * 10  # main -> ask -> confirm -> main, again and again
+    state = SessionState(menu.version, "ask_points", "en", "ussd", breadcrumb=["main"] * 20)
+    result = await menu.step(state, "20", ops)
+    assert result.state.node == "confirm"
+    assert len(result.state.breadcrumb) == MAX_BREADCRUMB
+
+
+async def test_home_starts_afresh(menu: Menu, ops: ScriptedOperations) -> None:
+    """Back at the main menu (home), "back" leads nowhere: not into the last flow."""
+    inputs = ["1", "20", "2"]  # main -> ask -> confirm -> "no" -> main
     *_, last = await walk(menu, inputs, ops)
-    assert len(last.state.breadcrumb) == MAX_BREADCRUMB
+    assert (last.state.node, last.state.breadcrumb) == ("main", [])
+    assert "0. Back" not in last.screen.text
 
 
 async def test_unknown_node_in_state_goes_to_operator(menu: Menu, ops: ScriptedOperations) -> None:
