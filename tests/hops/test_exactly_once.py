@@ -7,18 +7,14 @@ consistent with what happened, and the session still works afterwards.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 from hops_harness import (
     DIALECTS,
-    AfricasTalkingPhone,
     NativePhone,
     Phone,
-    Reply,
-    TwilioPhone,
     assert_sound,
     available,
     count_rows,
@@ -26,6 +22,7 @@ from hops_harness import (
     make_phone,
     member,
     new_msisdn,
+    same_hop,
 )
 
 import ledger
@@ -41,19 +38,6 @@ async def _at_gift_confirm(phone: Phone, recipient: str) -> None:
     assert "Подарить 100" in reply.text
 
 
-def _same_hop(phone: Phone, key: str) -> Callable[[], Awaitable[Reply]]:
-    """A function sending the very same request each time (as a retrying gateway does)."""
-    if isinstance(phone, AfricasTalkingPhone):
-        path = "*".join([*phone.inputs, key])
-        return lambda: phone.post(path)
-    if isinstance(phone, NativePhone):
-        body = phone.input_body(key)
-        return lambda: phone.post_json(body)
-    assert isinstance(phone, TwilioPhone)
-    url = phone.action()
-    return lambda: phone.post(url, key)
-
-
 @pytest.mark.parametrize("mode", ["sequential", "concurrent"])
 @pytest.mark.parametrize("dialect", DIALECTS)
 async def test_the_same_gift_confirm_five_times_gives_one_gift(
@@ -65,7 +49,7 @@ async def test_the_same_gift_confirm_five_times_gives_one_gift(
     phone = make_phone(dialect, client, sender)
     await _at_gift_confirm(phone, recipient)
 
-    send = _same_hop(phone, "1")
+    send = same_hop(phone, "1")
     if mode == "sequential":
         replies = [await send() for _ in range(REPEATS)]
     else:
@@ -106,7 +90,7 @@ async def test_concurrent_retries_of_a_redemption_redeem_once(
     await phone.send("1")
     reply = await phone.send("1")
     assert not reply.final
-    send = _same_hop(phone, "1")
+    send = same_hop(phone, "1")
     replies = list(await asyncio.gather(*(send() for _ in range(REPEATS))))
     assert {r.raw for r in replies} == {replies[0].raw}
     assert "Готово" in replies[0].text

@@ -9,7 +9,6 @@ the same idempotency key and show what really happened: one gift, never two.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -17,11 +16,6 @@ import pytest
 from aiohttp.test_utils import TestClient
 from hops_harness import (
     DIALECTS,
-    AfricasTalkingPhone,
-    NativePhone,
-    Phone,
-    Reply,
-    TwilioPhone,
     assert_sound,
     available,
     count_rows,
@@ -29,6 +23,7 @@ from hops_harness import (
     make_phone,
     member,
     new_msisdn,
+    same_hop,
 )
 
 import ledger
@@ -55,19 +50,6 @@ def connection_lost_after_commit(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-def _same_hop(phone: Phone, key: str) -> Callable[[], Awaitable[Reply]]:
-    """A function sending the very same request each time (as a retrying gateway does)."""
-    if isinstance(phone, AfricasTalkingPhone):
-        path = "*".join([*phone.inputs, key])
-        return lambda: phone.post(path)
-    if isinstance(phone, NativePhone):
-        body = phone.input_body(key)
-        return lambda: phone.post_json(body)
-    assert isinstance(phone, TwilioPhone)
-    url = phone.action()
-    return lambda: phone.post(url, key)
-
-
 @pytest.mark.parametrize("dialect", DIALECTS)
 async def test_a_retried_confirmation_after_a_lost_answer_shows_the_gift_sent_once(
     client: TestClient, pg_pool: asyncpg.Pool, dialect: str, connection_lost_after_commit: list[str]
@@ -80,7 +62,7 @@ async def test_a_retried_confirmation_after_a_lost_answer_shows_the_gift_sent_on
     await phone.send("4")
     await phone.send(local_form(recipient))
     await phone.send("100")
-    retry = _same_hop(phone, "1")
+    retry = same_hop(phone, "1")
 
     first = await retry()
     assert "Подарок отправлен" not in first.text  # the answer was lost: "try later"
