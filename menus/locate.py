@@ -1,7 +1,9 @@
-"""Where in the YAML a finding is: positions of paths, YAML and schema errors as diagnostics."""
+"""Where in the YAML a finding is: positions, YAML and schema errors as diagnostics, and
+the file with its refused nodes set aside, so the other checks still run."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -10,6 +12,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from menus.errors import Diagnostic, Level
+from menus.model import MenuFile
 from menus.nodes import Path_
 
 
@@ -107,3 +110,37 @@ def schema_errors(err: ValidationError, checker: Checker) -> None:
         checker.diagnostics.append(
             Diagnostic(checker.file, line, col, "error", where + message, node)
         )
+
+
+def without_refused_nodes(
+    doc: Mapping[str, Any], err: ValidationError
+) -> tuple[MenuFile, frozenset[str]] | None:
+    """The file with each node the schema refused replaced by a placeholder.
+
+    The rest can then be checked as well (targets, texts, operations), so one
+    broken node does not hide every other finding. None when the file's own
+    fields are broken (nothing else can be trusted).
+    """
+    refused: set[str] = set()
+    for error in err.errors():
+        loc = error["loc"]
+        if len(loc) < 2 or loc[0] != "nodes":
+            return None
+        refused.add(str(loc[1]))
+    nodes = doc.get("nodes")
+    if not isinstance(nodes, Mapping):
+        return None
+    # A route to itself: no text, no operation, every target there.
+    placeholders = {
+        node_id: {
+            "kind": "route",
+            "routes": [{"when": "true", "target": node_id}],
+            "default": node_id,
+        }
+        for node_id in refused
+    }
+    try:
+        model = MenuFile.model_validate({**doc, "nodes": {**nodes, **placeholders}})
+    except ValidationError:
+        return None
+    return model, frozenset(refused)

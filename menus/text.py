@@ -281,9 +281,12 @@ def render(
             continue
         value = lookup(scope, seg.path)
         if seg.format == "plural":
-            branch = seg.branches.get(f"={_plain(value)}") or seg.branches.get(
-                plural_category(value, language), seg.branches["other"]
-            )
+            exact = f"={_plain(value)}"
+            if exact in seg.branches:  # an empty branch counts too
+                branch = seg.branches[exact]
+            else:
+                category = plural_category(value, language)
+                branch = seg.branches.get(category, seg.branches["other"])
             shown = format_number(value, language, voice)
             out.append(render(branch, scope, language, shown, voice=voice))
         elif seg.format == "select":

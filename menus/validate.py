@@ -25,7 +25,7 @@ from menus.errors import Diagnostic, MenuError
 from menus.expr import ExpressionError
 from menus.expr import parse as parse_expression
 from menus.gsm import measure
-from menus.locate import Checker, Locator, read_yaml, schema_errors
+from menus.locate import Checker, Locator, read_yaml, schema_errors, without_refused_nodes
 from menus.model import LocalText, MenuFile, Text
 from menus.nodes import Path_
 from menus.operations import NO_OPERATIONS, OperationTable
@@ -61,8 +61,15 @@ class _Validator:
         service_texts: Sequence[str] = (),
         operations: OperationTable = NO_OPERATIONS,
         sms_replies: Sequence[str] = (),
+        *,
+        refused: frozenset[str] | None = None,
     ) -> None:
         self.model = model
+        # After schema errors: the nodes the schema refused stand in as
+        # placeholders, so the whole-file checks (reachability, dead ends,
+        # lengths) and what depends on those nodes are skipped.
+        self.refused = refused or frozenset()
+        self.partial = refused is not None
         self.checker = checker
         self.service_texts = service_texts
         self.operations = operations
@@ -90,7 +97,10 @@ class _Validator:
             self.check_text(path, text)
         self.check_entries()
         for node_id, node in model.nodes.items():
-            node.check(("nodes", node_id), self)
+            if node_id not in self.refused:
+                node.check(("nodes", node_id), self)
+        if self.partial:
+            return
         self.check_graph()
         if not any(d.level == "error" for d in self.checker.diagnostics):
             self.check_lengths()
@@ -158,7 +168,7 @@ class _Validator:
         self.target(("operator",), model.operator)
         self.target(("unavailable",), model.unavailable)
         operator = model.nodes.get(model.operator)
-        if operator is not None and operator.kind != "operator":
+        if operator is not None and operator.kind != "operator" and not self.partial:
             self.report(("operator",), f"operator node '{model.operator}' is not of kind operator")
 
     def nav_keys(self, channels: Sequence[str] | None) -> dict[str, str]:
@@ -308,6 +318,10 @@ def validate_text(
         model = MenuFile.model_validate(doc)
     except ValidationError as err:
         schema_errors(err, checker)
+        partial = without_refused_nodes(doc, err)
+        if partial is not None:
+            args = (service_texts, operations, sms_replies)
+            _Validator(partial[0], checker, *args, refused=partial[1]).run()
         return None, sorted(checker.diagnostics, key=lambda d: (d.line, d.col))
     _Validator(model, checker, service_texts, operations, sms_replies).run()
     return model, sorted(checker.diagnostics, key=lambda d: (d.line, d.col))

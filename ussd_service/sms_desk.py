@@ -163,6 +163,7 @@ _RESOLVE_REPLIES: Mapping[ledger.Code, str] = {
     ledger.Code.GIFT_EXPIRED: "no_pending_gift",
     ledger.Code.GIFT_NOT_PENDING: "no_pending_gift",
 }
+BALANCE_EXPIRING = "balance_expiring"
 _BALANCE_REPLIES: Mapping[ledger.Code, str] = {
     ledger.Code.OK: "balance",
     ledger.Code.NOT_ENROLLED: "not_enrolled",
@@ -180,6 +181,7 @@ REPLY_NAMES = frozenset(
         "accept_more",
         "decline_ok",
         "decline_more",
+        BALANCE_EXPIRING,
         HELP,
         UNAVAILABLE,
     }
@@ -292,6 +294,8 @@ class SmsDesk:
             case CommandKind.BALANCE:
                 outcome = await ledger.balance(self.pool, sms.msisdn, **common)
                 name = _BALANCE_REPLIES.get(outcome.code)
+                if outcome.ok and outcome.data.get("expiring_points", 0) > 0:
+                    name = BALANCE_EXPIRING  # what expires when
             case CommandKind.HELP:
                 return Reply(HELP, self._render(HELP, language, {}))
         if name is None:

@@ -125,3 +125,9 @@ def test_integer_bounds_from_variables() -> None:
     assert rule.accept("5", None, {}) == 5
     with pytest.raises(ValueError, match="pattern"):
         IntegerValidator(type="integer", max="chk.maximum")
+
+
+def test_an_empty_exact_branch_is_taken() -> None:
+    template = parse_template("Balance.{n, plural, =0 {} other { Pending: #.}}")
+    assert render(template, {"n": 0}, "en") == "Balance."
+    assert render(template, {"n": 40}, "en") == "Balance. Pending: 40."

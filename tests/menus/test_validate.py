@@ -293,3 +293,30 @@ def test_duplicate_keys_are_reported() -> None:
     )[1]
     assert diagnostic.line == 2
     assert "duplicate" in diagnostic.message
+
+
+def test_a_schema_error_does_not_hide_the_other_findings() -> None:
+    """A node the schema refuses is reported; the rest of the file is still checked."""
+    text = (
+        MINI.replace('    text: {ru: "Готово", en: "Done"}', '    txt: {ru: "Готово", en: "Done"}')
+        .replace("operation: balance", "operation: balanse")
+        .replace('text: {ru: "Позже", en: "Later"}', 'text: {ru: "Позже"}')
+    )
+    assert [str(d) for d in validate_text(text, "m.yaml", operations=OPERATIONS)[1]] == [
+        "m.yaml:24:16: error: node 'balance': unknown operation 'balanse' (accept_gift, "
+        "balance, catalog, decline_gift, enroll, gift, gift_check, history, pending_gifts, "
+        "redeem, set_language, subscriber)",
+        "m.yaml:26:3: error: node 'done': missing field 'text'",
+        "m.yaml:28:5: error: node 'done': unknown field 'txt'",
+        "m.yaml:31:5: error: node 'sorry': text has no 'en' translation",
+    ]
+
+
+def test_every_schema_error_is_listed() -> None:
+    text = MINI.replace("kind: message", "kind: mesage").replace("kind: action", "kind: acton")
+    found = validate_text(text, "m.yaml", operations=OPERATIONS)[1]
+    assert [(d.node, d.level) for d in found] == [
+        ("balance", "error"),
+        ("done", "error"),
+        ("sorry", "error"),
+    ]
