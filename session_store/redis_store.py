@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from session_store.errors import StoreUnavailableError
 from session_store.keys import resume_key, session_key
@@ -23,6 +23,8 @@ from session_store.redis_client import (
     closed_under_the_command,
 )
 from session_store.settings import StoreSettings
+
+_T = TypeVar("_T")
 
 # Hash fields of a session record; one letter each keeps the record small.
 F_VERSION: Final = b"v"
@@ -90,16 +92,35 @@ def _pairs_to_dict(flat: list[Any]) -> dict[Any, Any]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-@asynccontextmanager
-async def _translated() -> AsyncIterator[None]:
-    try:
-        yield
-    except REDIS_UNAVAILABLE_ERRORS as exc:
-        raise StoreUnavailableError(f"redis: {exc}") from exc
-    except AttributeError as exc:
-        if not closed_under_the_command(exc):
-            raise
-        raise StoreUnavailableError("redis: connection closed under the command") from exc
+#: Sends of one command whose connection was closed under it (see _command).
+CLOSED_CONNECTION_ATTEMPTS = 3
+_CLOSED_CONNECTION_PAUSE_S = 0.02
+
+
+async def _command(call: Callable[[], Awaitable[_T]]) -> _T:
+    """Run one store command; outages become :class:`StoreUnavailableError`.
+
+    redis-py 8.1's cluster client closes connections that another command may
+    have just taken: a failed node's idle ones, and every node's when a node
+    answers CLUSTERDOWN (as the others do for a moment during a failover,
+    before the replica is promoted). The write then finds no writer and the
+    command reaches no server, so it is sent again, up to
+    ``CLOSED_CONNECTION_ATTEMPTS`` times. (Every command here could be repeated
+    anyway: saves are compare-and-set with the hop id in the record, the rest
+    are single-key reads, sets and deletes.)
+    """
+    for attempt in range(1, CLOSED_CONNECTION_ATTEMPTS + 1):
+        try:
+            return await call()
+        except REDIS_UNAVAILABLE_ERRORS as exc:
+            raise StoreUnavailableError(f"redis: {exc}") from exc
+        except AttributeError as exc:
+            if not closed_under_the_command(exc):
+                raise
+            if attempt == CLOSED_CONNECTION_ATTEMPTS:
+                raise StoreUnavailableError("redis: connection closed under the command") from exc
+        await asyncio.sleep(_CLOSED_CONNECTION_PAUSE_S * attempt)
+    raise AssertionError("unreachable")
 
 
 class RedisSessionStore:
@@ -134,8 +155,7 @@ class RedisSessionStore:
     async def load(self, ref: SessionRef) -> SessionRecord | None:
         """The session's record, or None; one HGETALL."""
         key = session_key(self._prefix, ref)
-        async with _translated():
-            raw = await self._client.hgetall(key)
+        raw = await _command(lambda: self._client.hgetall(key))
         return _record_from_hash(ref, raw) if raw else None
 
     async def create(self, record: SessionRecord) -> SaveResult:
@@ -150,8 +170,7 @@ class RedisSessionStore:
 
     async def delete(self, ref: SessionRef) -> bool:
         """Remove a session; True when it existed."""
-        async with _translated():
-            removed = await self._delete(session_key(self._prefix, ref))
+        removed = await _command(lambda: self._delete(session_key(self._prefix, ref)))
         return bool(removed)
 
     async def remember_dropped(
@@ -165,14 +184,13 @@ class RedisSessionStore:
             ensure_ascii=False,
         )
         ttl = self._settings.resume_window if window is None else window
-        async with _translated():
-            await self._client.set(key, value, px=_ms(ttl))
+        px = _ms(ttl)
+        await _command(lambda: self._client.set(key, value, px=px))
 
     async def take_dropped(self, channel: str, msisdn: str) -> ResumePoint | None:
         """GETDEL the resume pointer: offered once, never twice."""
         key = resume_key(self._prefix, channel, msisdn)
-        async with _translated():
-            raw = await self._client.getdel(key)
+        raw = await _command(lambda: self._client.getdel(key))
         if raw is None:
             return None
         gateway, session_id, menu_version, node, state = json.loads(raw)
@@ -188,8 +206,8 @@ class RedisSessionStore:
 
     async def forget(self, channel: str, msisdn: str) -> None:
         """Delete the resume pointer, if any."""
-        async with _translated():
-            await self._delete(resume_key(self._prefix, channel, msisdn))
+        key = resume_key(self._prefix, channel, msisdn)
+        await _command(lambda: self._delete(key))
 
     async def _delete(self, key: str) -> int:
         # One key, one plain DEL: the cluster client's delete() splits keys by
@@ -213,8 +231,7 @@ class RedisSessionStore:
             args += (F_LAST_HOP, record.last_hop_id)
         if record.last_reply is not None:
             args += (F_LAST_REPLY, record.last_reply)
-        async with _translated():
-            reply = await self._save_script(keys=[key], args=args)
+        reply = await _command(lambda: self._save_script(keys=[key], args=args))
         status = int(reply[0])
         if status == _SAVED:
             stored = SessionRecord(

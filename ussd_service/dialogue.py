@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from dataclasses import replace
-from typing import cast
+from typing import TypeVar, cast
 
 import structlog
 
@@ -49,6 +50,7 @@ from ussd_service.session_payload import SessionPayload, resume_point
 from ussd_service.turns import Claim, LostRaceError, run_turn
 
 log = structlog.get_logger(__name__)
+_T = TypeVar("_T")
 
 # Texts of the dialogue itself that every menu file must define.
 DIALOGUE_TEXTS = ("session_expired", "service_unavailable", "resume_offer")
@@ -69,6 +71,21 @@ GONE_NODE = "__gone__"
 
 def _origin(ref: SessionRef) -> str:
     return f"{ref.channel}:{ref.gateway}:{ref.session_id}"
+
+
+async def _pointer(operation: Awaitable[_T | None]) -> _T | None:
+    """A resume pointer's read or write, best effort.
+
+    The pointer lives in the subscriber's slot, on Redis Cluster often another
+    master than the session's: while that master fails over, the hop goes on
+    (its own record saved) and only the redial offer is lost or stale (a stale
+    one resumes with the same idempotency keys, so nothing moves twice).
+    """
+    try:
+        return await operation
+    except StoreUnavailableError as exc:
+        log.warning("resume_pointer_unavailable", error=str(exc))
+        return None
 
 
 class Dialogue:
@@ -209,7 +226,7 @@ class Dialogue:
             pointer = self.store.forget(hop.channel, hop.msisdn)
         else:
             pointer = self.store.remember_dropped(resume_point(hop, record))
-        result, _ = await asyncio.gather(self.store.save(record, expected), pointer)
+        result, _ = await asyncio.gather(self.store.save(record, expected), _pointer(pointer))
         return result
 
     def _replay(self, hop: Hop, record: SessionRecord) -> Answer | None:
@@ -230,7 +247,7 @@ class Dialogue:
         menu = self.menus.current
         origin = _origin(ref)
         if hop.channel == "ussd" and not hop.shortcut:
-            point = await self.store.take_dropped(hop.channel, hop.msisdn)
+            point = await _pointer(self.store.take_dropped(hop.channel, hop.msisdn))
             if point is not None:
                 return self._offer_resume(hop, ref, menu, point)
         ops = self.operations(hop.msisdn, f"{origin}:0")

@@ -27,7 +27,7 @@ from redis.asyncio.cluster import ClusterPipeline
 
 import ledger
 from embedded_servers.redis_cluster import LocalRedisCluster
-from session_store import RedisSessionStore, SessionRecord, SessionRef
+from session_store import RedisSessionStore, SessionRecord, SessionRef, StoreUnavailableError
 from session_store.dropoff import DropoffEvent, DropoffKind, RedisDropoffCounters
 from session_store.keys import session_key
 from session_store.redis_client import closed_under_the_command
@@ -138,6 +138,25 @@ async def test_a_connection_closed_under_a_write_is_recognised_as_redis_own_race
     with pytest.raises(AttributeError) as caught:
         Ours().send()
     assert not closed_under_the_command(caught.value)
+
+
+async def test_a_store_command_whose_connection_was_closed_under_it_is_sent_again() -> None:
+    class Flaky:
+        calls = 0
+
+        def register_script(self, script: str) -> None:
+            return None
+
+        async def hgetall(self, key: str) -> dict[bytes, bytes]:
+            self.calls += 1
+            if self.calls == 1:  # nothing reached the server
+                await aioredis.Connection()._send_packed_command([b"HGETALL"])
+            return {}
+
+    flaky = Flaky()
+    store = RedisSessionStore(flaky)  # type: ignore[arg-type]
+    assert await store.load(SessionRef("ussd", "at", "x")) is None
+    assert flaky.calls == 2
 
 
 # -- sessions ------------------------------------------------------------------------
@@ -318,3 +337,26 @@ async def test_hops_send_no_cluster_pipeline(
             assert "недоступен" not in reply.text, reply.text
         await phone.drop()
     assert pipelines == []
+
+
+async def test_a_resume_pointer_on_an_unavailable_master_costs_the_hop_nothing(
+    client: TestClient, pg_pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pointer lives in the subscriber's slot, the session in its own: during a
+    failover of the pointer's master the session's hops go on, without the redial offer."""
+
+    async def unavailable(*_args: Any, **_kwargs: Any) -> None:
+        raise StoreUnavailableError("redis: master of the pointer's slot failing over")
+
+    caller = new_msisdn()
+    await member(pg_pool, caller, 100)
+    monkeypatch.setattr(RedisSessionStore, "take_dropped", unavailable)
+    monkeypatch.setattr(RedisSessionStore, "remember_dropped", unavailable)
+    monkeypatch.setattr(RedisSessionStore, "forget", unavailable)
+    phone = AfricasTalkingPhone(client, caller)  # a gateway that never reports drops
+    with structlog.testing.capture_logs() as logs:
+        assert "Бонусы" in (await phone.begin()).text
+        assert "Баланс" in (await phone.send("1")).text
+        assert "Бонусы" in (await phone.send("1")).text
+    warnings = [e["event"] for e in logs if e["log_level"] == "warning"]
+    assert warnings == ["resume_pointer_unavailable"] * 3
