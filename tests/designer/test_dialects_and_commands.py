@@ -20,7 +20,7 @@ from ussd_service.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 ME = "+79161000001"
-TOOL_COMMANDS = {"simulate", "test-conversations", "graph", "report"}
+TOOL_COMMANDS = {"simulate", "test-conversations", "graph", "report", "screens"}
 
 TWO_GATEWAYS = """\
 defaults: {channel: ussd, gateways: [africastalking, native], msisdn: "+79161000001"}
