@@ -7,6 +7,7 @@ and each mutating one takes an idempotency ``key``. See ``ledger/README.md``.
 from ledger.check import Violation, check
 from ledger.checks import GiftCheck, gift_check
 from ledger.clock import SYSTEM_CLOCK, Clock, ManualClock, SystemClock
+from ledger.earnings import EVENT_KINDS, Earning, EventKind, Grant, earn
 from ledger.errors import Code, InvalidMsisdn, LedgerError, TooManyRetries
 from ledger.gifts import (
     accept_gift,
@@ -29,6 +30,7 @@ from ledger.outbox import (
     record_failure,
 )
 from ledger.points import accrue, balance, expire_points, expiry_schedule, history
+from ledger.reminders import REMINDER_EVENT, ReminderRun, remind_expiring
 from ledger.results import (
     Accrual,
     Balance,
@@ -81,6 +83,8 @@ from ledger.sweeper import SweepReport, run_sweeper, sweep
 __all__ = [
     "DEFAULT_CATALOG",
     "DEFAULT_SETTINGS",
+    "EVENT_KINDS",
+    "REMINDER_EVENT",
     "SYSTEM_CLOCK",
     "Accrual",
     "Balance",
@@ -91,7 +95,9 @@ __all__ = [
     "Clock",
     "Code",
     "DevProvisioner",
+    "Earning",
     "Enrollment",
+    "EventKind",
     "Expiry",
     "ExpirySchedule",
     "GiftAccepted",
@@ -99,6 +105,7 @@ __all__ = [
     "GiftCheck",
     "GiftDeclined",
     "GiftSent",
+    "Grant",
     "History",
     "HistoryItem",
     "InvalidMsisdn",
@@ -113,6 +120,7 @@ __all__ = [
     "Provisioner",
     "Redemption",
     "RedemptionSettlement",
+    "ReminderRun",
     "SentGift",
     "SentGifts",
     "Statement",
@@ -132,6 +140,7 @@ __all__ = [
     "check",
     "claim_due",
     "decline_gift",
+    "earn",
     "enroll",
     "expire_gifts",
     "expire_points",
@@ -152,6 +161,7 @@ __all__ = [
     "queue_notification",
     "record_failure",
     "redeem",
+    "remind_expiring",
     "run_sweeper",
     "sent_gifts",
     "set_language",

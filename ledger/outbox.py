@@ -45,6 +45,8 @@ EVENTS = (
     "reward_failed",
     # Not caused by a ledger operation: a one-time code for the web sign-in.
     "login_code",
+    # Queued by the expiry reminders (ledger.reminders), one per lot at most.
+    "points_expiring",
 )
 # Longest error text kept per message.
 MAX_ERROR_CHARS = 500
