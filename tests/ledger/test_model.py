@@ -64,7 +64,7 @@ STATS: dict[str, int] = {}
 _RESET = """
 SET session_replication_role = replica;
 TRUNCATE subscribers, accounts, operations, postings, point_lots, lot_moves, gifts,
-         redemptions, outbox RESTART IDENTITY;
+         redemptions, outbox, subscriber_blocks RESTART IDENTITY;
 SET session_replication_role = DEFAULT;
 INSERT INTO accounts (kind) VALUES ('issuance'), ('escrow'), ('redemption'), ('expired');
 """
@@ -276,6 +276,11 @@ class LedgerMachine(RuleBasedStateMachine):
     def block(self, who: str) -> None:
         self.call("block", Code.OK, lambda k: ledger.block(self.pool, who, key=k, **self.ctx))
         self.model.status[who] = "blocked"
+        # Gifts pending to them (even past expiry, not yet swept) go back to their senders.
+        for g in self.model.gifts.values():
+            if g.recipient == who and g.status == "pending":
+                g.status = "declined"
+                Model.give_back(g.shares)
         self.model.lots.setdefault(who, [])
 
     @rule(
