@@ -14,6 +14,10 @@ database:
 
 Deadlocks and serialization failures roll the whole transaction back and run
 it again from step 1 with the same key, so a retry can never double an effect.
+
+``call_operation`` does the same in one round trip: the operation is a stored
+PL/pgSQL function (migration 0007) that runs steps 1-3 itself, called as one
+statement (its own transaction), answering ``(state, result)``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import asyncio
 import hashlib
 import json
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -110,6 +114,42 @@ async def with_retries(settings: LedgerSettings, attempt: Callable[[], Awaitable
             base = settings.retry_base_delay.total_seconds() * (2 ** min(number, 6))
             await asyncio.sleep(random.uniform(0, base))  # noqa: S311 - jitter, not security
     raise TooManyRetries(f"gave up after {settings.max_attempts} attempts")
+
+
+async def call_operation(
+    pool: asyncpg.Pool,
+    *,
+    kind: str,
+    key: str,
+    request: dict[str, Any],
+    value_type: type[V],
+    query: str,
+    args: Callable[[datetime], Sequence[Any]],
+    clock: Clock,
+    settings: LedgerSettings,
+) -> Outcome[V]:
+    """Run a stored ledger function once for ``key``; see the module docstring.
+
+    ``query`` calls the function with ``$1`` key, ``$2`` request hash, ``$3``
+    now, then ``args(now)``; it answers ``state`` ('new', 'replayed' or
+    'conflict') and ``result`` (the stored outcome's JSON).
+    """
+    if not 0 < len(key) <= MAX_KEY_LENGTH:
+        raise ValueError(f"an idempotency key of 1 to {MAX_KEY_LENGTH} characters is required")
+    digest = request_hash(kind, request)
+
+    async def attempt() -> Outcome[V]:
+        now = clock.now()
+        # One statement, so one transaction: asyncpg prepares it once per
+        # connection and reuses it (statement cache).
+        row = await pool.fetchrow(query, key, digest, now, *args(now))
+        assert row is not None
+        state, result = row["state"], row["result"]
+        if state == "conflict":
+            return Outcome(Code.IDEMPOTENCY_CONFLICT)
+        return decode(json.loads(result), value_type, replayed=state == "replayed")
+
+    return await with_retries(settings, attempt)
 
 
 async def run_operation(

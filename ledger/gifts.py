@@ -13,7 +13,7 @@ sweeper happens to run.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,6 +24,7 @@ from ledger._accounts import SubscriberRow
 from ledger._tx import (
     Op,
     begin_operation,
+    call_operation,
     complete_operation,
     request_hash,
     run_operation,
@@ -32,7 +33,6 @@ from ledger._tx import (
 from ledger.clock import SYSTEM_CLOCK, Clock
 from ledger.errors import Code
 from ledger.msisdn import normalize, try_normalize
-from ledger.points import enrolled_code
 from ledger.results import (
     GiftAccepted,
     GiftCancelled,
@@ -45,6 +45,11 @@ from ledger.results import (
     SentGifts,
 )
 from ledger.settings import DEFAULT_SETTINGS, LedgerSettings
+
+# The stored functions of migration 0007: each operation in one statement.
+_GIFT = "SELECT state, result FROM ledger_gift($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+_ACCEPT_GIFT = "SELECT state, result FROM ledger_accept_gift($1, $2, $3, $4, $5)"
+_BIGINT = 2**63 - 1
 
 
 def day_start(moment: datetime, timezone: str) -> datetime:
@@ -74,80 +79,35 @@ async def gift(
     if isinstance(points, bool) or not isinstance(points, int):
         raise TypeError(f"points must be an int, not {type(points).__name__}")
 
-    async def body(op: Op) -> Outcome[GiftSent]:  # noqa: PLR0911 - one return per rule
-        src = await _accounts.find_subscriber(op.conn, sender_number)
-        code = enrolled_code(src)
-        if src is None or code is not Code.OK:
-            return Outcome(code)
-        op.subscriber_id = src.id
-        if recipient_number is None:
-            return Outcome(Code.INVALID_RECIPIENT)
-        if recipient_number == sender_number:
-            return Outcome(Code.SELF_GIFT)
-        if points < settings.gift_min_points:
-            return Outcome(Code.BELOW_MINIMUM, details={"minimum": settings.gift_min_points})
-        if points > settings.gift_max_points:
-            return Outcome(Code.ABOVE_MAXIMUM, details={"maximum": settings.gift_max_points})
-        dst = await _accounts.find_subscriber(op.conn, recipient_number)
-        if dst is None or dst.status != "active":
-            return Outcome(Code.RECIPIENT_NOT_ENROLLED)
+    request = {
+        "sender": sender_number,
+        "recipient": recipient_number or recipient.strip(),
+        "points": points,
+    }
 
-        # The sender's lock serialises their gifts, so the cap holds under races.
-        await _accounts.lock_accounts(op.conn, [src.account_id])
-        sent_today: int = await op.conn.fetchval(
-            "SELECT coalesce(sum(points), 0)::bigint FROM gifts "
-            "WHERE sender_id = $1 AND created_at >= $2 AND status <> 'cancelled'",
-            src.id,
-            day_start(op.now, settings.timezone),
-        )
-        if sent_today + points > settings.gift_daily_cap_points:
-            allowance = max(0, settings.gift_daily_cap_points - sent_today)
-            return Outcome(
-                Code.DAILY_CAP_EXCEEDED,
-                details={"cap": settings.gift_daily_cap_points, "allowance": allowance},
-            )
-        debited = await _accounts.debit(op, src.account_id, points, "escrow")
-        if not debited.done:
-            return Outcome(Code.INSUFFICIENT_POINTS, details={"available": debited.available})
-        row = await op.conn.fetchrow(
-            "INSERT INTO gifts (sender_id, recipient_id, points, created_at, expires_at, "
-            "operation_id) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, expires_at",
-            src.id,
-            dst.id,
-            points,
-            op.now,
-            op.now + settings.gift_ttl,
-            op.id,
-        )
-        assert row is not None
-        await _accounts.emit(
-            op,
-            "gift_received",
-            dst.msisdn,
-            {
-                "language": dst.language,
-                "gift_id": row["id"],
-                "sender": src.msisdn,
-                "points": points,
-                "expires_at": row["expires_at"].isoformat(),
-            },
-        )
-        return Outcome(
-            Code.OK,
-            GiftSent(row["id"], points, dst.msisdn, row["expires_at"], debited.available),
+    def args(now: datetime) -> tuple[Any, ...]:
+        expires_at = (now + settings.gift_ttl).astimezone(UTC)
+        return (
+            sender_number,
+            recipient_number,
+            # Beyond bigint the limits decide anyway (below_minimum, above_maximum).
+            min(max(points, -_BIGINT), _BIGINT),
+            settings.gift_min_points,
+            settings.gift_max_points,
+            settings.gift_daily_cap_points,
+            day_start(now, settings.timezone),
+            expires_at,
+            expires_at.isoformat(),
         )
 
-    return await run_operation(
+    return await call_operation(
         pool,
         kind="gift",
         key=key,
-        request={
-            "sender": sender_number,
-            "recipient": recipient_number or recipient.strip(),
-            "points": points,
-        },
+        request=request,
         value_type=GiftSent,
-        body=body,
+        query=_GIFT,
+        args=args,
         clock=clock,
         settings=settings,
     )
@@ -286,41 +246,14 @@ async def accept_gift(
     """
     number = normalize(recipient, settings.default_region)
 
-    async def body(op: Op) -> Outcome[GiftAccepted]:
-        dst = await _accounts.find_subscriber(op.conn, number)
-        if dst is None:
-            return Outcome(Code.NO_PENDING_GIFT)
-        op.subscriber_id = dst.id
-        row, code = await _resolve(op, "recipient_id", dst.id, gift_id, "accepted")
-        if row is None:
-            return Outcome(code)
-        await _accounts.lock_accounts(op.conn, [dst.account_id])
-        shares = await _accounts.consumed_by(op.conn, row["operation_id"])
-        # The points keep the expiry dates they had with the sender.
-        await _accounts.credit_new_lots(
-            op,
-            dst.account_id,
-            [(share.amount, share.expires_at, share.lot_id) for share in shares],
-            "escrow",
-        )
-        sender = await _accounts.subscriber_by_id(op.conn, row["sender_id"])
-        await _accounts.emit(
-            op, "gift_accepted", sender.msisdn,
-            _gift_payload(sender.language, row, recipient=dst.msisdn),
-        )  # fmt: skip
-        available = await _accounts.available_points(op.conn, dst.account_id, op.now)
-        remaining = await _accounts.pending_gift_count(op.conn, dst.id, op.now)
-        return Outcome(
-            Code.OK, GiftAccepted(row["id"], row["points"], sender.msisdn, available, remaining)
-        )
-
-    return await run_operation(
+    return await call_operation(
         pool,
         kind="accept_gift",
         key=key,
         request={"recipient": number, "gift_id": gift_id},
         value_type=GiftAccepted,
-        body=body,
+        query=_ACCEPT_GIFT,
+        args=lambda _now: (number, gift_id),
         clock=clock,
         settings=settings,
     )
@@ -369,31 +302,61 @@ async def decline_gift(
     )
 
 
+_NEWEST_SENT = """
+SELECT g.id FROM gifts g JOIN subscribers r ON r.id = g.recipient_id
+WHERE g.sender_id = $1 AND g.status = 'pending' AND g.expires_at > $2
+  AND ($3::text IS NULL OR r.msisdn = $3)
+ORDER BY g.created_at DESC, g.id DESC LIMIT 1
+FOR UPDATE OF g
+"""
+
+
 async def cancel_gift(
     pool: asyncpg.Pool,
     sender: str,
-    gift_id: int,
+    gift_id: int | None = None,
     *,
+    recipient: str | None = None,
     key: str,
     clock: Clock = SYSTEM_CLOCK,
     settings: LedgerSettings = DEFAULT_SETTINGS,
 ) -> Outcome[GiftCancelled]:
-    """The sender takes back a gift still pending.
+    """The sender takes back a gift still pending: ``gift_id``, or else their newest
+    pending gift (to ``recipient``, when given).
 
-    Codes: ok, no_pending_gift, gift_expired, gift_not_pending.
+    The newest is chosen inside the operation, so a retry with the same key
+    answers the first result instead of taking back the next gift.
+    Codes: ok, no_pending_gift, gift_expired, gift_not_pending (the last two
+    with ``details["status"]``: accepted, declined, cancelled or expired).
+    Both sides are told by SMS: the recipient ``gift_cancelled``, the sender
+    ``gift_returned`` with ``reason: cancelled`` (an operator may cancel for them).
     """
     number = normalize(sender, settings.default_region)
+    to = None if recipient is None else normalize(recipient, settings.default_region)
 
     async def body(op: Op) -> Outcome[GiftCancelled]:
         src = await _accounts.find_subscriber(op.conn, number)
         if src is None:
             return Outcome(Code.NO_PENDING_GIFT)
         op.subscriber_id = src.id
-        row, code = await _resolve(op, "sender_id", src.id, gift_id, "cancelled")
+        chosen = gift_id
+        if chosen is None:
+            chosen = await op.conn.fetchval(_NEWEST_SENT, src.id, op.now, to)
+            if chosen is None:
+                return Outcome(Code.NO_PENDING_GIFT)
+        row, code = await _resolve(op, "sender_id", src.id, chosen, "cancelled")
         if row is None:
-            return Outcome(code)
+            if code is Code.NO_PENDING_GIFT:
+                return Outcome(code)
+            status = await op.conn.fetchval("SELECT status FROM gifts WHERE id = $1", chosen)
+            # A gift past its expiry that the sweeper has not reached yet is expired all the same.
+            return Outcome(code, details={"status": "expired" if status == "pending" else status})
         _, available = await _return_to_sender(op, row)
         dst = await _accounts.subscriber_by_id(op.conn, row["recipient_id"])
+        await _accounts.emit(
+            op, "gift_returned", src.msisdn,
+            _gift_payload(src.language, row, recipient=dst.msisdn, reason="cancelled"),
+        )  # fmt: skip
         await _accounts.emit(
             op, "gift_cancelled", dst.msisdn, _gift_payload(dst.language, row, sender=src.msisdn)
         )
@@ -403,7 +366,12 @@ async def cancel_gift(
         pool,
         kind="cancel_gift",
         key=key,
-        request={"sender": number, "gift_id": gift_id},
+        request={
+            "sender": number,
+            "gift_id": gift_id,
+            # Absent unless given, so the requests stored before it still match.
+            **({} if to is None else {"recipient": to}),
+        },
         value_type=GiftCancelled,
         body=body,
         clock=clock,

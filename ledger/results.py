@@ -283,11 +283,22 @@ def decode(obj: JsonObject, value_type: type[V] | None, *, replayed: bool = Fals
     raw_value = obj.get("value")
     value: V | None = None
     if raw_value is not None and value_type is not None:
-        hints = typing.get_type_hints(value_type)
+        hints = _type_hints(value_type)
         value = value_type(
             **{name: _decode_scalar(raw, hints[name]) for name, raw in raw_value.items()}
         )
     return Outcome(Code(obj["code"]), value, dict(obj.get("details") or {}), replayed)
+
+
+# Resolving a value type's annotations costs more than the rest of a decode.
+_TYPE_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _type_hints(value_type: type[Any]) -> dict[str, Any]:
+    hints = _TYPE_HINTS.get(value_type)
+    if hints is None:
+        hints = _TYPE_HINTS[value_type] = typing.get_type_hints(value_type)
+    return hints
 
 
 def _encode_scalar(value: Any) -> Any:
