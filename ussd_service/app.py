@@ -16,7 +16,7 @@ import ledger
 from menus import MenuError, MenuRegistry
 from session_store import RedisSessionStore, StoreUnavailableError
 from session_store.dropoff import DropoffBuffer, RedisDropoffCounters
-from ussd_service import api, gateways, handoffs, health, notifier, openapi
+from ussd_service import api, gateways, handoffs, health, notifier, openapi, reminders
 from ussd_service.backends import open_pg_pool, open_redis
 from ussd_service.config import Settings
 from ussd_service.dialogue import Dialogue
@@ -151,7 +151,7 @@ async def _dialogue_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Periodic work of every process: ledger sweepers, deferred handoffs."""
+    """Periodic work of every process: ledger sweepers, deferred handoffs, expiry reminders."""
     pool, redis = app[PG_POOL], app[REDIS]
     tasks = [
         asyncio.create_task(
@@ -159,6 +159,7 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
             name="ledger-sweeper",
         ),
         asyncio.create_task(handoffs.flush_deferred_forever(redis, pool), name="handoffs"),
+        asyncio.create_task(reminders.run_reminders(pool, app[SETTINGS]), name="reminders"),
     ]
     yield
     for task in tasks:

@@ -39,6 +39,12 @@ ENV_VARS: Mapping[str, str] = {
     "sms_sender": "USSD_SMS_SENDER",
     "notifier_batch": "USSD_NOTIFIER_BATCH",
     "notifier_interval": "USSD_NOTIFIER_INTERVAL",
+    # Reminders of expiring points (ussd_service/reminders.py).
+    "reminder_days": "USSD_REMINDER_DAYS",
+    "reminder_batch": "USSD_REMINDER_BATCH",
+    "reminder_interval": "USSD_REMINDER_INTERVAL",
+    # Earning rules of POST /v1/events (ussd_service/earning_rules.py).
+    "earning_rules_file": "USSD_EARNING_RULES_FILE",
 }
 
 _REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
@@ -48,6 +54,9 @@ _HTTP_SCHEMES = frozenset({"http", "https"})
 # or another worker could claim the message while it is still in flight.
 MAX_SMS_GATEWAY_TIMEOUT_S = 30.0
 MAX_NOTIFIER_BATCH = 1000
+# A reminder further ahead than a year would be read as noise, not a warning.
+MAX_REMINDER_DAYS = 365
+MAX_REMINDER_BATCH = 10_000
 # Settings whose value is a URL: echoed in errors only with credentials masked.
 _URL_FIELDS = frozenset({"redis_url", "database_url", "public_url", "sms_gateway_url"})
 _SECRET_FIELD_WORDS = ("secret", "token", "password")
@@ -90,6 +99,15 @@ class Settings(BaseModel):
     notifier_batch: int = Field(default=50, ge=1, le=MAX_NOTIFIER_BATCH)
     # Seconds the worker waits when the outbox has nothing due.
     notifier_interval: float = Field(default=2.0, gt=0, le=3600)
+    # Members are told of points expiring within this many days, once per lot
+    # (0: no reminders).
+    reminder_days: int = Field(default=14, ge=0, le=MAX_REMINDER_DAYS)
+    # Lots claimed per reminder transaction; a full batch is followed by the next.
+    reminder_batch: int = Field(default=500, ge=1, le=MAX_REMINDER_BATCH)
+    # Seconds between reminder passes when nothing more is due.
+    reminder_interval: float = Field(default=600.0, gt=0, le=86_400)
+    # Accrual rules for POST /v1/events (a missing file: events are refused with a 503).
+    earning_rules_file: Path = Path("earning_rules.yaml")
 
     @field_validator("public_url")
     @classmethod

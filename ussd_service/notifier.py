@@ -51,6 +51,7 @@ from menus.errors import UnknownTemplateError
 from menus.gsm import is_gsm7
 from menus.text import TemplateError
 from session_store import RedisClient
+from ussd_service import reminders
 from ussd_service.backends import connected
 from ussd_service.channels.sms import DLR_MASK, dlr_url, secret_fits_url
 from ussd_service.config import Settings
@@ -447,7 +448,11 @@ async def notifier_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def run_worker(settings: Settings, *, once: bool = False) -> DeliveryReport | None:
-    """The worker with pools of its own (``ussd-service worker``); until SIGINT/SIGTERM."""
+    """The worker with pools of its own (``ussd-service worker``); until SIGINT/SIGTERM.
+
+    It runs the expiry reminders too (``ussd_service.reminders``): ``once``
+    makes one reminder pass before delivering what is due.
+    """
     registry = load_menus(settings.menu_file)
     async with (
         connected(settings, pg_max_size=PG_POOL_MAX) as backends,
@@ -462,11 +467,20 @@ async def run_worker(settings: Settings, *, once: bool = False) -> DeliveryRepor
             settings=settings.ledger_settings(),
         )
         if once:
+            if settings.reminder_days:
+                await reminders.remind_once(backends.pool, settings)
             return await notifier.run_once()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         log.info("worker_started", via=transport.via)
-        await notifier.run(settings.notifier_interval, stop)
+        reminding = asyncio.create_task(
+            reminders.run_reminders(backends.pool, settings, stop=stop), name="reminders"
+        )
+        try:
+            await notifier.run(settings.notifier_interval, stop)
+        finally:
+            stop.set()
+            await reminding
         return None

@@ -75,4 +75,5 @@ def test_default_menu_has_every_sms_text(default_menu: Menu) -> None:
         "reward_fulfilled",
         "reward_failed",
         "login_code",  # the web account's sign-in code (ussd_service/web)
+        "points_expiring",  # the expiry reminder (ussd_service/reminders.py)
     }
