@@ -64,7 +64,7 @@ STATS: dict[str, int] = {}
 _RESET = """
 SET session_replication_role = replica;
 TRUNCATE subscribers, accounts, operations, postings, point_lots, lot_moves, gifts,
-         redemptions, outbox, subscriber_blocks RESTART IDENTITY;
+         redemptions, outbox, subscriber_blocks, earnings RESTART IDENTITY;
 SET session_replication_role = DEFAULT;
 INSERT INTO accounts (kind) VALUES ('issuance'), ('escrow'), ('redemption'), ('expired');
 """
