@@ -156,7 +156,9 @@ async def earn(
 
     return await run_operation(
         pool,
-        kind="earn",
+        # An accrual like any other for the checks and the history; the
+        # request (the event) tells it apart.
+        kind="accrue",
         key=key,
         request=request,
         value_type=Earning,

@@ -22,7 +22,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import ledger
-from ussd_service import handoffs
+from ussd_service import earning_rules, events, handoffs
 from ussd_service.auth import check_api
 from ussd_service.channels.forms import check_json_depth, unstorable
 from ussd_service.deadlines import within
@@ -222,6 +222,24 @@ async def post_accrual(request: web.Request) -> web.Response:
     return _outcome_response(outcome, created=True)
 
 
+async def post_event(request: web.Request) -> web.Response:
+    """Apply the earning rules to an event (top-up, tenure, joined) and credit what it earns."""
+    check_api(request)
+    rules = request.app[earning_rules.EARNING_RULES]
+    if rules is None:
+        return _json_error(503, "no earning rules are loaded (USSD_EARNING_RULES_FILE)")
+    body: events.EventRequest = await _body(request, events.EventRequest)
+    try:
+        outcome = await events.apply_event(
+            request.app[PG_POOL], rules, body, settings=request.app[SETTINGS].ledger_settings()
+        )
+    except ValueError as exc:
+        return _json_error(400, str(exc))
+    if not outcome.ok:
+        return _outcome_response(outcome)
+    return web.json_response(events.answer(outcome), status=201)
+
+
 async def get_subscriber(request: web.Request) -> web.Response:
     """A subscriber's status, language, balance and soonest expiry."""
     check_api(request)
@@ -399,6 +417,7 @@ def guarded(handler: Handler) -> Handler:
 
 _ROUTES: tuple[tuple[str, str, Handler, str], ...] = (
     ("POST", "/v1/accruals", post_accrual, "accruals"),
+    ("POST", "/v1/events", post_event, "events"),
     ("GET", "/v1/subscribers/{msisdn}", get_subscriber, "subscriber"),
     ("POST", "/v1/subscribers/{msisdn}/enrollment", post_enrollment, "enrollment"),
     ("GET", "/v1/subscribers/{msisdn}/history", get_history, "history"),
@@ -412,7 +431,14 @@ _ROUTES: tuple[tuple[str, str, Handler, str], ...] = (
 
 
 def add_routes(app: web.Application) -> None:
-    """Register the /v1 endpoints, each behind ``guarded``."""
+    """Register the /v1 endpoints, each behind ``guarded``, and load the earning rules.
+
+    A rules file with errors raises ``RulesError``: the service does not start.
+    """
+    settings = app[SETTINGS]
+    app[earning_rules.EARNING_RULES] = earning_rules.load_configured(
+        settings.earning_rules_file, settings.ledger_settings()
+    )
     for method, path, handler, name in _ROUTES:
         add = app.router.add_get if method == "GET" else app.router.add_post
         add(path, guarded(handler), name=name)

@@ -7,10 +7,11 @@ import json
 import re
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import click
@@ -20,7 +21,7 @@ from aiohttp import web
 import ledger
 from embedded_servers import EmbeddedServerError
 from menus import MenuError, json_schema
-from ussd_service import notifier
+from ussd_service import earning_rules, notifier
 from ussd_service.app import create_app
 from ussd_service.backends import apply_migrations, backing_servers, connect_pg, open_pg_pool
 from ussd_service.config import ConfigError, Settings, load_settings, mask_url
@@ -89,7 +90,9 @@ def serve(
     )
     try:
         menus = load_menus(settings.menu_file)
-    except MenuError as exc:
+        # Checked before anything starts, as the menu is (the app loads it again).
+        earning_rules.load_configured(settings.earning_rules_file, settings.ledger_settings())
+    except (MenuError, earning_rules.RulesError) as exc:
         for diagnostic in exc.diagnostics:
             click.echo(str(diagnostic), err=True)
         raise SystemExit(1) from None
@@ -233,29 +236,80 @@ def ledger_check(data_dir: Path | None) -> None:
 @click.argument("points", type=click.IntRange(min=1))
 @click.option("--reason", default="manual", show_default=True, help="Why the points are given.")
 @click.option("--key", "idempotency_key", help="Idempotency key; the same key never credits twice.")
+@click.option(
+    "--expires",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Expiry date YYYY-MM-DD (the end of that day, programme time zone); "
+    "default: the ledger's validity from today.",
+)
 @_DATA_DIR
 def ledger_accrue(
-    number: str, points: int, reason: str, idempotency_key: str | None, data_dir: Path | None
+    number: str,
+    points: int,
+    *,
+    reason: str,
+    idempotency_key: str | None,
+    expires: datetime | None,
+    data_dir: Path | None,
 ) -> None:
     """Credit POINTS to the member NUMBER."""
     msisdn = ledger.try_normalize_msisdn(number, "RU")
     if msisdn is None:
         raise click.BadParameter("not a valid phone number", param_hint="NUMBER")
     key = idempotency_key or f"cli:{msisdn}:{points}:{reason}:{_now_token()}"
+    expires_on: date | None = expires.date() if expires is not None else None
 
     async def accrue(pool: asyncpg.Pool) -> ledger.Outcome[ledger.Accrual]:
-        return await ledger.accrue(pool, msisdn, points, key=key, reason=reason)
+        return await ledger.accrue(
+            pool, msisdn, points, key=key, reason=reason, expires_at=expires_on
+        )
 
-    outcome = _run_with_servers(data_dir, accrue)
+    try:
+        outcome = _run_with_servers(data_dir, accrue)
+    except ValueError as exc:  # an expiry in the past or beyond the ledger's horizon
+        raise click.BadParameter(str(exc), param_hint="--expires") from None
     if not outcome.ok:
         click.echo(f"refused: {outcome.code.value}", err=True)
         sys.exit(1)
     accrual = outcome.unwrap()
-    click.echo(f"credited {accrual.points}; available {accrual.available}")
+    click.echo(
+        f"credited {accrual.points}; available {accrual.available}; "
+        f"expires {accrual.expires_at.astimezone(_ZONE).date().isoformat()}"
+    )
+
+
+# Dates said to operators are the programme's calendar days.
+_ZONE = ZoneInfo(ledger.DEFAULT_SETTINGS.timezone)
 
 
 def _now_token() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+
+
+@main.group(name="rules")
+def rules_group() -> None:
+    """The earning rules of POST /v1/events (earning_rules.yaml)."""
+
+
+@rules_group.command(name="validate")
+@click.argument("rules_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+def rules_validate(rules_file: Path | None) -> None:
+    """Check an earning rules file: prints FILE:LINE:COL: level: message; exit 1 on errors."""
+    settings = _settings()
+    path = rules_file or settings.earning_rules_file
+    diagnostics = earning_rules.check_rules_file(path, settings.ledger_settings())
+    for diagnostic in diagnostics:
+        click.echo(str(diagnostic))
+    errors = sum(1 for d in diagnostics if d.level == "error")
+    warnings = len(diagnostics) - errors
+    click.echo(f"{path}: {errors} error(s), {warnings} warning(s)", err=True)
+    sys.exit(1 if errors else 0)
+
+
+@rules_group.command(name="schema")
+def rules_schema() -> None:
+    """Print the JSON Schema of the earning rules file."""
+    click.echo(earning_rules.schema_text(), nl=False)
 
 
 @main.group(name="catalog")

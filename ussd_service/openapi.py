@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 import ledger
-from ussd_service import api
+from ussd_service import api, events
 from ussd_service.channels import DIALECTS
 from ussd_service.web.openapi import WEB_PATHS
 
@@ -200,6 +200,92 @@ PATHS: dict[str, dict[str, Any]] = {
                 },
             },
             "responses": {"201": _json_response("the accrual"), **_LEDGER_ERRORS},
+        }
+    },
+    "/v1/events": {
+        "post": {
+            "summary": "Apply the earning rules to an event and credit what it earns.",
+            "description": "The rules of `USSD_EARNING_RULES_FILE` turn a top-up (roubles), "
+            "tenure (whole months) or joining into accruals, each a lot with its own expiry. "
+            "Idempotent: a retry with the same `idempotency_key` and the same event gets the "
+            "first answer and credits nothing; the same key with another event is a 409 "
+            "`idempotency_conflict`. A number that is not a member (never seen, not enrolled, "
+            "blocked) is a 409 with the ledger's code.",
+            "tags": ["ledger"],
+            "security": _API_SECURITY,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    _JSON: {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "msisdn": {"type": "string", "maxLength": 32},
+                                "kind": {"type": "string", "enum": list(ledger.EVENT_KINDS)},
+                                "amount": {
+                                    "type": "number",
+                                    "minimum": 0,
+                                    "description": "topup: roubles (up to 2 decimals); "
+                                    "tenure: whole months; joined: leave out or 0",
+                                },
+                                "occurred_at": {
+                                    "type": "string",
+                                    "format": "date-time",
+                                    "description": "with a time zone; not in the future",
+                                },
+                                "idempotency_key": {
+                                    "type": "string",
+                                    "minLength": 1,
+                                    "maxLength": events.MAX_IDEMPOTENCY_KEY,
+                                },
+                            },
+                            "required": ["msisdn", "kind", "occurred_at", "idempotency_key"],
+                            "additionalProperties": False,
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "201": _json_response(
+                    "what the event earned (the same answer for its retries)",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "msisdn": _STR,
+                            "kind": {"type": "string", "enum": list(ledger.EVENT_KINDS)},
+                            "points": {"type": "integer", "description": "credited in all"},
+                            "available": {"type": "integer"},
+                            "accruals": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "rule": _STR,
+                                        "points": {"type": "integer"},
+                                        "expires_at": {"type": "string", "format": "date-time"},
+                                        "capped": {
+                                            "type": "string",
+                                            "description": "the cap that cut it, if any",
+                                        },
+                                    },
+                                },
+                            },
+                            "skipped": {
+                                "type": "array",
+                                "description": "rules of the kind that granted nothing, and why",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {"rule": _STR, "reason": _STR},
+                                },
+                            },
+                        },
+                    },
+                ),
+                **_LEDGER_ERRORS,
+                "503": _json_response(
+                    "no earning rules loaded, or a backend is unreachable", _ERROR
+                ),
+            },
         }
     },
     "/v1/subscribers/{msisdn}": {
