@@ -20,11 +20,10 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from ledger import _accounts
-from ledger._tx import Op, run_operation
+from ledger._tx import Op, call_operation, run_operation
 from ledger.clock import SYSTEM_CLOCK, Clock
 from ledger.errors import Code
 from ledger.msisdn import normalize
-from ledger.points import enrolled_code
 from ledger.results import Catalog, CatalogItem, Outcome, Redemption, RedemptionSettlement
 from ledger.settings import DEFAULT_SETTINGS, LedgerSettings
 
@@ -211,6 +210,10 @@ class DevProvisioner:
         )
 
 
+# The stored function of migration 0007: a redemption in one statement.
+_REDEEM = "SELECT state, result FROM ledger_redeem($1, $2, $3, $4, $5, $6)"
+
+
 async def redeem(
     pool: asyncpg.Pool,
     msisdn: str,
@@ -232,48 +235,14 @@ async def redeem(
     number = normalize(msisdn, settings.default_region)
     code_wanted = reward_code.strip().lower()
 
-    async def body(op: Op) -> Outcome[Redemption]:
-        sub = await _accounts.find_subscriber(op.conn, number)
-        code = enrolled_code(sub)
-        if sub is None or code is not Code.OK:
-            return Outcome(code)
-        op.subscriber_id = sub.id
-        reward = await op.conn.fetchrow(
-            "SELECT code, title, price FROM rewards WHERE code = $1 AND active", code_wanted
-        )
-        if reward is None:
-            return Outcome(Code.UNKNOWN_REWARD)
-        await _accounts.lock_accounts(op.conn, [sub.account_id])
-        debited = await _accounts.debit(op, sub.account_id, reward["price"], "escrow")
-        if not debited.done:
-            return Outcome(
-                Code.INSUFFICIENT_POINTS,
-                details={"available": debited.available, "price": reward["price"]},
-            )
-        redemption_id = await op.conn.fetchval(
-            "INSERT INTO redemptions (subscriber_id, reward_code, points, created_at, operation_id)"
-            " VALUES ($1, $2, $3, $4, $5) RETURNING id",
-            sub.id,
-            reward["code"],
-            reward["price"],
-            op.now,
-            op.id,
-        )
-        title = _localised(json.loads(reward["title"]), sub.language, settings)
-        return Outcome(
-            Code.OK,
-            Redemption(
-                redemption_id, reward["code"], title, reward["price"], debited.available, "reserved"
-            ),
-        )
-
-    outcome = await run_operation(
+    outcome = await call_operation(
         pool,
         kind="redeem",
         key=key,
         request={"msisdn": number, "reward_code": code_wanted},
         value_type=Redemption,
-        body=body,
+        query=_REDEEM,
+        args=lambda _now: (number, code_wanted, settings.default_language),
         clock=clock,
         settings=settings,
     )
