@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # Basic character set (one septet each).
@@ -11,6 +12,8 @@ GSM7_BASIC = frozenset(
 )
 # Extension table: each is sent as ESC + char, so it counts two septets.
 GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
+_GSM7 = GSM7_BASIC | GSM7_EXTENSION
+_EXTENDED = re.compile("[" + re.escape("".join(sorted(GSM7_EXTENSION))) + "]")
 
 
 @dataclass(frozen=True)
@@ -27,16 +30,23 @@ class Measure:
 
 def is_gsm7(text: str) -> bool:
     """True when every character of ``text`` is in the GSM-7 alphabet (incl. extension)."""
-    return all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text)
+    # Set operations run in C: loading a large menu measures every page of every node.
+    return _GSM7.issuperset(text)
 
 
 def measure(text: str) -> Measure:
     """Septets when ``text`` is GSM-7 (extension chars count 2), else UTF-16 code units."""
     if is_gsm7(text):
-        return Measure(sum(2 if ch in GSM7_EXTENSION else 1 for ch in text), gsm7=True)
+        extension = sum(text.count(ch) for ch in GSM7_EXTENSION) if _EXTENDED.search(text) else 0
+        return Measure(len(text) + extension, gsm7=True)
     return Measure(len(text.encode("utf-16-le")) // 2, gsm7=False)
 
 
 def fits(text: str, gsm7_limit: int, ucs2_limit: int) -> bool:
     """True when ``text`` fits in ``gsm7_limit`` septets, or ``ucs2_limit`` UCS-2 characters."""
+    # A character takes at most two units in either encoding: a short text
+    # fits without a look at its characters (most of the lines a large menu's
+    # check lays out).
+    if 2 * len(text) <= min(gsm7_limit, ucs2_limit):
+        return True
     return measure(text).fits(gsm7_limit, ucs2_limit)

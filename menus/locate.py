@@ -3,6 +3,7 @@ the file with its refused nodes set aside, so the other checks still run."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,19 +16,67 @@ from menus.errors import Diagnostic, Level
 from menus.model import MenuFile
 from menus.nodes import Path_
 
+try:  # the fast reader; without it every file is read by ruamel.yaml alone
+    import yaml_rs
+except ImportError:  # pragma: no cover
+    yaml_rs = None  # type: ignore[assignment]
+
+
+# What the fast reader (yaml_rs) reads differently from ruamel.yaml, or not at
+# all: tags, merge keys, timestamps and times, directives and several
+# documents, tabs, a byte order mark. A file with any of them is read by
+# ruamel.yaml alone, as before. The patterns may match where there is none (a
+# "!" after a space in a text), which only costs time; each starts with a
+# literal so that a large file is scanned in milliseconds.
+_UNUSUAL = tuple(
+    re.compile(pattern)
+    for pattern in (
+        r"!(?<=[\s\[{,]!)",
+        "<<",
+        r":\d\d:\d\d",
+        r"-\d\d?-\d\d?",
+        r"\n(?:%|---|\.\.\.)",
+        "[\t\ufeff]",
+    )
+)
+
+
+def _unusual(text: str) -> bool:
+    return text.startswith(("!", "%", "---", "...")) or any(p.search(text) for p in _UNUSUAL)
+
+
+class Document(dict[Any, Any]):
+    """A YAML mapping read without positions, with its source to find them later."""
+
+    def __init__(self, data: Mapping[Any, Any], source: str) -> None:
+        super().__init__(data)
+        self.source = source
+
 
 class Locator:
-    """Finds the line and column of a path in the YAML document."""
+    """Finds the line and column of a path in the YAML document.
+
+    A ``Document`` (read fast, without positions) is read again with positions
+    the first time a finding needs one: a file without findings is read once.
+    """
 
     def __init__(self, doc: Any) -> None:
         self.doc = doc
+
+    def _positioned(self) -> Any:
+        if isinstance(self.doc, Document):
+            try:
+                self.doc = _round_trip().load(self.doc.source)
+            except YAMLError:  # read by one reader, refused by the other: no positions
+                self.doc = None
+        return self.doc
 
     def find(self, path: Path_, *, key: bool = False) -> tuple[int, int, Path_]:
         """1-based (line, col) of the deepest part of ``path`` present, and the parts found.
 
         A scalar's position is its value's, unless ``key`` asks for the key's.
         """
-        current = self.doc
+        current = self._positioned()
         line, col = 0, 0
         found: list[str | int] = []
         for part in path:
@@ -70,11 +119,27 @@ class Checker:
         self.diagnostics.append(Diagnostic(self.file, line, col, level, message, node))
 
 
+def _round_trip() -> YAML:
+    return YAML(typ="rt")  # round-trip: keeps line/column; builds only plain data types
+
+
 def read_yaml(text: str, checker: Checker) -> Any:
-    """The document of ``text`` with positions, or None after reporting why it is not YAML."""
-    yaml = YAML(typ="rt")  # round-trip: keeps line/column; builds only plain data types
+    """The document of ``text``, or None after reporting why it is not YAML.
+
+    A plain mapping is read by yaml_rs (Rust: a 10,000-node menu in a fraction
+    of a second, where ruamel.yaml's round trip takes most of a minute) as a
+    ``Document``; ruamel.yaml reads anything else, and any text yaml_rs
+    refuses, so errors keep ruamel.yaml's words and positions.
+    """
+    if yaml_rs is not None and not _unusual(text):
+        try:
+            fast = yaml_rs.loads(text, parse_datetime=False)
+        except yaml_rs.YAMLDecodeError:
+            fast = None
+        if isinstance(fast, dict):
+            return Document(fast, text)
     try:
-        return yaml.load(text)
+        return _round_trip().load(text)
     except MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)

@@ -11,9 +11,11 @@ the checks over the whole file and says where in the YAML a finding is.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -78,6 +80,9 @@ class _Validator:
         self.languages = list(dict.fromkeys(model.languages))
         # Parsed templates per text path and language (for length checks).
         self.parsed: dict[Path_, dict[str, tuple[Segment, ...]]] = {}
+        # Asked for by every option and every node: computed once each.
+        self._nav_keys: dict[tuple[str, ...] | None, dict[str, str]] = {}
+        self._page_limits: dict[str, PageLimits] = {}
 
     def run(self) -> None:
         model = self.model
@@ -172,6 +177,13 @@ class _Validator:
             self.report(("operator",), f"operator node '{model.operator}' is not of kind operator")
 
     def nav_keys(self, channels: Sequence[str] | None) -> dict[str, str]:
+        key = None if channels is None else tuple(channels)
+        keys = self._nav_keys.get(key)
+        if keys is None:
+            keys = self._nav_keys[key] = self._navigation(channels)
+        return keys
+
+    def _navigation(self, channels: Sequence[str] | None) -> dict[str, str]:
         keys: dict[str, str] = {}
         settings = self.model.channels
         wanted = channels or ["ussd", "ivr"]
@@ -234,6 +246,12 @@ class _Validator:
         return worst_text(segments, lambda placeholder: self.width(placeholder, language))
 
     def page_limits(self, language: str) -> PageLimits:
+        page = self._page_limits.get(language)
+        if page is None:
+            page = self._page_limits[language] = self._limits_in(language)
+        return page
+
+    def _limits_in(self, language: str) -> PageLimits:
         ussd = self.model.channels.ussd
         names = ("more", "back", "invalid_input")
         words = {n: self.worst(("texts", n), n, language) for n in names}
@@ -265,8 +283,8 @@ class _Validator:
                         )
 
     def fit(self, page: PageLimits, text: str, path: Path_, language: str, what: str) -> None:
-        size = measure(text)
         if not page.fits(text):
+            size = measure(text)
             limit = page.max_gsm7 if size.gsm7 else page.max_ucs2
             self.report(
                 path,
@@ -335,6 +353,29 @@ def _read(path: str | Path) -> tuple[str | None, bytes, list[Diagnostic]]:
         return None, b"", [Diagnostic(str(path), 1, 1, "error", f"cannot read: {err}")]
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a file loads.
+
+    Loading builds millions of objects and frees few; each collection walks
+    every one alive, so collections took most of the time of a large file
+    (10,000 nodes: 8 s of 12) and grew faster than the file. What the load
+    built then goes straight to the oldest generation (``freeze`` then
+    ``unfreeze``, when nothing else is frozen), as if it had survived two
+    collections, instead of being walked by a young collection right after.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            if gc.get_freeze_count() == 0:
+                gc.freeze()
+                gc.unfreeze()
+            gc.enable()
+
+
 def validate_file(
     path: str | Path,
     service_texts: Sequence[str] = (),
@@ -345,7 +386,8 @@ def validate_file(
     text, _data, problems = _read(path)
     if text is None:
         return problems
-    return validate_text(text, str(path), service_texts, operations, sms_replies)[1]
+    with _gc_paused():
+        return validate_text(text, str(path), service_texts, operations, sms_replies)[1]
 
 
 def version_of(data: bytes) -> str:
@@ -363,9 +405,10 @@ def load_menu(
     text, data, problems = _read(path)
     if text is None:
         raise MenuError(problems)
-    model, diagnostics = validate_text(text, str(path), service_texts, operations, sms_replies)
-    if model is None or any(d.level == "error" for d in diagnostics):
-        raise MenuError(diagnostics)
-    menu = Menu(model, version_of(data), str(path), operations)
+    with _gc_paused():
+        model, diagnostics = validate_text(text, str(path), service_texts, operations, sms_replies)
+        if model is None or any(d.level == "error" for d in diagnostics):
+            raise MenuError(diagnostics)
+        menu = Menu(model, version_of(data), str(path), operations)
     menu.warnings = [d for d in diagnostics if d.level == "warning"]
     return menu
