@@ -151,3 +151,13 @@ async def test_language_and_a_crash_before_commit(lg: LedgerHarness) -> None:
     assert (await remind(lg)).messages == 1
     [(_, payload)] = await reminders(lg.pool)
     assert (payload["language"], payload["points"]) == ("en", 1)
+
+
+async def test_blocked_members_are_not_reminded_until_unblocked(lg: LedgerHarness) -> None:
+    number = await lg.member()
+    day = in_days(lg, 6)
+    assert (await ledger.accrue(lg.pool, number, 30, key=key(), expires_at=day, **lg.ctx)).ok
+    assert (await ledger.block(lg.pool, number, key=key(), **lg.ctx)).ok
+    assert await remind(lg) == ledger.ReminderRun(0, 0)
+    assert (await ledger.unblock(lg.pool, number, key=key(), **lg.ctx)).ok
+    assert await remind(lg) == ledger.ReminderRun(1, 1)
