@@ -313,7 +313,7 @@ FOR UPDATE OF g
 
 async def cancel_gift(
     pool: asyncpg.Pool,
-    sender: str,
+    sender: str | None,
     gift_id: int | None = None,
     *,
     recipient: str | None = None,
@@ -325,17 +325,25 @@ async def cancel_gift(
     pending gift (to ``recipient``, when given).
 
     The newest is chosen inside the operation, so a retry with the same key
-    answers the first result instead of taking back the next gift.
+    answers the first result instead of taking back the next gift. ``sender``
+    None (an operator acting for them) takes back ``gift_id`` whoever sent it.
     Codes: ok, no_pending_gift, gift_expired, gift_not_pending (the last two
     with ``details["status"]``: accepted, declined, cancelled or expired).
     Both sides are told by SMS: the recipient ``gift_cancelled``, the sender
     ``gift_returned`` with ``reason: cancelled`` (an operator may cancel for them).
     """
-    number = normalize(sender, settings.default_region)
+    number = None if sender is None else normalize(sender, settings.default_region)
     to = None if recipient is None else normalize(recipient, settings.default_region)
+    if number is None and gift_id is None:
+        raise ValueError("cancel_gift needs the sender or the gift")
 
     async def body(op: Op) -> Outcome[GiftCancelled]:
-        src = await _accounts.find_subscriber(op.conn, number)
+        src: SubscriberRow | None
+        if number is None:
+            owner = await op.conn.fetchval("SELECT sender_id FROM gifts WHERE id = $1", gift_id)
+            src = None if owner is None else await _accounts.subscriber_by_id(op.conn, owner)
+        else:
+            src = await _accounts.find_subscriber(op.conn, number)
         if src is None:
             return Outcome(Code.NO_PENDING_GIFT)
         op.subscriber_id = src.id

@@ -22,6 +22,7 @@ def test_the_registry_derives_the_table_the_menus_are_checked_against() -> None:
     assert set(table) == {
         "subscriber", "enroll", "balance", "history", "catalog", "redeem", "gift",
         "pending_gifts", "accept_gift", "decline_gift", "set_language", "gift_check",
+        "sent_gifts", "cancel_gift",
     }  # fmt: skip
     gift_codes = {
         "ok", "unavailable", "not_enrolled", "blocked", "invalid_recipient",
@@ -32,6 +33,15 @@ def test_the_registry_derives_the_table_the_menus_are_checked_against() -> None:
         args=frozenset({"recipient", "points"}), codes=frozenset(gift_codes), mutating=True
     )
     assert table["history"].optional_args == {"limit"}
+    # The menu names the gift it takes back; never "the newest" by accident.
+    assert table["cancel_gift"] == OperationSpec(
+        args=frozenset({"gift_id"}),
+        codes=frozenset(
+            {"ok", "unavailable", "no_pending_gift", "gift_expired", "gift_not_pending"}
+        ),
+        mutating=True,
+    )
+    assert not table["sent_gifts"].mutating
     assert table["catalog"].optional_args == {"category"}
     assert not table["catalog"].mutating
     # The shipped menu runs on exactly this table.

@@ -116,6 +116,19 @@ async def catalog(
     return outcome
 
 
+async def cancel_gift(
+    pool: asyncpg.Pool,
+    msisdn: str,
+    gift_id: int,
+    *,
+    key: str,
+    clock: ledger.Clock,
+    settings: ledger.LedgerSettings,
+) -> ledger.Outcome[Any]:
+    """Take back the gift picked from the list (the ledger's "newest" needs no menu)."""
+    return await ledger.cancel_gift(pool, msisdn, gift_id, key=key, clock=clock, settings=settings)
+
+
 # -- the registry --------------------------------------------------------------------
 
 
@@ -200,6 +213,10 @@ _RESOLVE_CODES = (Code.NO_PENDING_GIFT, Code.GIFT_EXPIRED, Code.GIFT_NOT_PENDING
 #   pending_gifts  -> items: [{gift_id, sender, points, expires_at}], count
 #   accept_gift    -> gift_id, points, sender, available, remaining (pending gifts left)
 #   decline_gift   -> gift_id, points, sender, remaining
+#   sent_gifts     -> items: [{gift_id, recipient, points, created_at, expires_at}], count
+#                     (the caller's gifts still waiting for an answer)
+#   cancel_gift    -> gift_id, points, recipient, available; refused: status (accepted,
+#                     declined, cancelled, expired) unless no_pending_gift
 #   set_language   -> language
 #: Every operation a menu can run.
 REGISTRY: Mapping[str, Operation] = {
@@ -244,6 +261,8 @@ REGISTRY: Mapping[str, Operation] = {
         Operation("pending_gifts", ledger.pending_gifts),
         Operation("accept_gift", ledger.accept_gift, _RESOLVE_CODES),
         Operation("decline_gift", ledger.decline_gift, _RESOLVE_CODES),
+        Operation("sent_gifts", ledger.sent_gifts),
+        Operation("cancel_gift", cancel_gift, _RESOLVE_CODES),
         Operation("set_language", ledger.set_language, (Code.UNSUPPORTED_LANGUAGE,)),
     )
 }

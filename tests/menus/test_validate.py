@@ -73,8 +73,8 @@ def test_mini_menu_is_clean() -> None:
             "operation: balanse",
             [
                 "m.yaml:24:16: error: node 'balance': unknown operation 'balanse' (accept_gift, "
-                "balance, catalog, decline_gift, enroll, gift, gift_check, history, pending_gifts, "
-                "redeem, set_language, subscriber)"
+                "balance, cancel_gift, catalog, decline_gift, enroll, gift, gift_check, history, "
+                "pending_gifts, redeem, sent_gifts, set_language, subscriber)"
             ],
             id="unknown-operation",
         ),
@@ -304,8 +304,8 @@ def test_a_schema_error_does_not_hide_the_other_findings() -> None:
     )
     assert [str(d) for d in validate_text(text, "m.yaml", operations=OPERATIONS)[1]] == [
         "m.yaml:24:16: error: node 'balance': unknown operation 'balanse' (accept_gift, "
-        "balance, catalog, decline_gift, enroll, gift, gift_check, history, pending_gifts, "
-        "redeem, set_language, subscriber)",
+        "balance, cancel_gift, catalog, decline_gift, enroll, gift, gift_check, history, "
+        "pending_gifts, redeem, sent_gifts, set_language, subscriber)",
         "m.yaml:26:3: error: node 'done': missing field 'text'",
         "m.yaml:28:5: error: node 'done': unknown field 'txt'",
         "m.yaml:31:5: error: node 'sorry': text has no 'en' translation",
