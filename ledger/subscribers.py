@@ -116,7 +116,7 @@ async def enroll(
         if joined is not None:
             available = await _accounts.available_points(op.conn, sub.account_id, op.now)
             await _accounts.emit(
-                op, "welcome", number, {"language": sub.language, "available": available}
+                op, "welcome", number, {"language": sub.language, "points": available}
             )
             return Outcome(Code.OK, Enrollment(number, "active", joined["enrolled_at"]))
         row = await op.conn.fetchrow(_ENROLLMENT + "WHERE id = $1", sub.id)
@@ -401,7 +401,7 @@ async def _return_pending_gifts(op: Op, recipient_id: int) -> int:
                 "gift_id": row["id"],
                 "points": row["points"],
                 "recipient": recipient.msisdn,
-                "reason": "recipient_blocked",
+                "reason": "blocked",
             },
         )
         await complete_operation(

@@ -1,6 +1,6 @@
 # Cyrillic command words and their Latin look-alikes are the point of this module.
 # ruff: noqa: RUF001, RUF002, RUF003
-"""The SMS desk: commands on 4555 (gift, accept, decline, balance, help) answered.
+"""The SMS desk: commands on 4555 (join, gift, accept, decline, cancel, balance, help) answered.
 
 The core beside ``dialogue``, with no HTTP in it: the SMS dialect
 (``channels/sms.py``) parses the gateway's request into an ``InboundSms`` and
@@ -9,9 +9,13 @@ renders the reply text this desk chooses.
 A subscriber texts ``DAR <number> <points>`` (or ``GIFT``, ``ДАР``,
 ``ПОДАРОК``) to gift points, the recipient answers ``DAR`` to accept the
 oldest pending gift or ``NET`` (``NO``, ``НЕТ``) to decline it, ``BALANCE``
-(``БАЛАНС``) shows the balance, and anything else gets the help text — never
-silence. Replies are the ``sms.replies`` texts of the menu file, in the
-subscriber's language.
+(``БАЛАНС``) shows the balance, ``ВСТУПИТЬ`` (``JOIN``, ``VSTUPIT``) joins the
+programme (the ledger queues the welcome SMS), ``ОТМЕНА [<number>]``
+(``OTMENA``, ``CANCEL``) takes back the sender's newest gift not yet answered
+(to that number), and anything else gets the help
+text (for a non-member: how to join) — never silence. A blocked subscriber
+gets the ``blocked`` reply whatever they send. Replies are the ``sms.replies``
+texts of the menu file, in the subscriber's language.
 
 Exactly once: the gateway's message ``id`` names the ledger operation
 (``sms:<id>:<command>``), so a redelivered SMS never gifts twice, and the first
@@ -62,6 +66,12 @@ GIFT_WORDS = frozenset({"dar", "gift", "дар", "подарок"})
 DECLINE_WORDS = frozenset({"net", "no", "нет", "het"})  # "HET": НЕТ typed in Latin look-alikes
 BALANCE_WORDS = frozenset({"balance", "баланс"})
 HELP_WORDS = frozenset({"help", "помощь", "?"})
+# "OTMENA": ОТМЕНА typed in Latin transliteration.
+CANCEL_WORDS = frozenset({"cancel", "otmena", "отмена"})
+# "vstupit": ВСТУПИТЬ typed in Latin transliteration.
+JOIN_WORDS = frozenset({"join", "вступить", "vstupit"})
+# Joining by the English word makes a new subscriber's language English.
+ENGLISH_JOIN_WORDS = frozenset({"join"})
 
 # Latin letters that look like Cyrillic ones, for words typed in mixed scripts ("ДAР").
 _LATIN_TO_CYRILLIC = str.maketrans("aceopxykmthb", "асеорхукмтнв")
@@ -90,16 +100,23 @@ class CommandKind(enum.StrEnum):
     ACCEPT = "accept"
     DECLINE = "decline"
     BALANCE = "balance"
+    CANCEL = "cancel"
+    JOIN = "join"
     HELP = "help"
 
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """A parsed SMS: ``recipient`` (as typed) and ``points`` for GIFT only."""
+    """A parsed SMS: ``recipient`` (as typed) for GIFT and CANCEL, ``points`` for GIFT.
+
+    ``language`` is the language the command word was written in, when it says
+    (JOIN: a newcomer gets their menus in it).
+    """
 
     kind: CommandKind
     recipient: str | None = None
     points: int | None = None
+    language: str | None = None
 
 
 def _word(token: str) -> str:
@@ -111,7 +128,7 @@ def _word(token: str) -> str:
     return word
 
 
-def parse_command(text: str) -> Command:
+def parse_command(text: str) -> Command:  # noqa: PLR0911 - one return per command word
     """The command in an SMS text; HELP for anything that is not one.
 
     ``<word> <number...> <points>``: the last token is the points, everything
@@ -127,6 +144,12 @@ def parse_command(text: str) -> Command:
         return Command(CommandKind.DECLINE)
     if word in BALANCE_WORDS:
         return Command(CommandKind.BALANCE)
+    if word in CANCEL_WORDS:
+        # The number is checked by the desk (its region); anything else is its usage reply.
+        return Command(CommandKind.CANCEL, recipient=" ".join(args) or None)
+    if word in JOIN_WORDS and not args:
+        language = "en" if word in ENGLISH_JOIN_WORDS else "ru"
+        return Command(CommandKind.JOIN, language=language)
     return Command(CommandKind.HELP)
 
 
@@ -169,7 +192,24 @@ _BALANCE_REPLIES: Mapping[ledger.Code, str] = {
     ledger.Code.NOT_ENROLLED: "not_enrolled",
     ledger.Code.BLOCKED: "blocked",
 }
+_JOIN_REPLIES: Mapping[ledger.Code, str] = {
+    ledger.Code.OK: "join_ok",
+    ledger.Code.ALREADY_ENROLLED: "join_already",
+    ledger.Code.BLOCKED: "blocked",
+}
+# CANCEL [number]: the sender's newest pending gift (to that number) taken back.
+_CANCEL_REPLIES: Mapping[ledger.Code, str] = {
+    ledger.Code.OK: "cancel_ok",
+    ledger.Code.NO_PENDING_GIFT: "cancel_none",
+    ledger.Code.GIFT_EXPIRED: "cancel_none",
+    ledger.Code.GIFT_NOT_PENDING: "cancel_none",
+}
+CANCEL_NONE_TO = "cancel_none_to"
+CANCEL_USAGE = "cancel_usage"
 HELP = "help"
+# Help for a number that is not a member: how to join.
+HELP_JOIN = "help_join"
+BLOCKED = "blocked"
 UNAVAILABLE = "unavailable"
 # Every reply this module can choose; ``missing_replies`` checks a menu for them.
 REPLY_NAMES = frozenset(
@@ -177,6 +217,11 @@ REPLY_NAMES = frozenset(
         *_GIFT_REPLIES.values(),
         *_RESOLVE_REPLIES.values(),
         *_BALANCE_REPLIES.values(),
+        *_CANCEL_REPLIES.values(),
+        CANCEL_NONE_TO,
+        CANCEL_USAGE,
+        *_JOIN_REPLIES.values(),
+        HELP_JOIN,
         "accept_ok",
         "accept_more",
         "decline_ok",
@@ -270,6 +315,10 @@ class SmsDesk:
     async def _run(self, command: Command, sms: InboundSms) -> Reply:
         subscriber = await ledger.get_subscriber(self.pool, sms.msisdn, settings=self.settings)
         language = subscriber.language if subscriber else self.settings.default_language
+        status = subscriber.status if subscriber else "not_enrolled"
+        if status == "blocked":
+            # Whatever they ask: the one answer the other channels give too.
+            return Reply(BLOCKED, self._render(BLOCKED, language, {}))
         key = self._key(sms, command)
         common: dict[str, Any] = {"clock": self.clock, "settings": self.settings}
         outcome: ledger.Outcome[Any]
@@ -296,13 +345,43 @@ class SmsDesk:
                 name = _BALANCE_REPLIES.get(outcome.code)
                 if outcome.ok and outcome.data.get("expiring_points", 0) > 0:
                     name = BALANCE_EXPIRING  # what expires when
+            case CommandKind.JOIN:
+                if subscriber is None and command.language in self.settings.languages:
+                    language = command.language
+                outcome = await ledger.enroll(
+                    self.pool, sms.msisdn, key=key, language=language, channel="self", **common
+                )
+                name = _JOIN_REPLIES.get(outcome.code)
+            case CommandKind.CANCEL:
+                return await self._cancel(command, sms, language, key)
             case CommandKind.HELP:
-                return Reply(HELP, self._render(HELP, language, {}))
+                name = HELP if status == "active" else HELP_JOIN
+                return Reply(name, self._render(name, language, {}))
         if name is None:
             # idempotency_conflict: the gateway reused a message id for another text.
             log.warning("sms_unexpected_code", command=command.kind.value, code=outcome.code.value)
             name = UNAVAILABLE
         variables = {**self._rules(), **local_variables(outcome.data, self.settings.timezone)}
+        return Reply(name, self._render(name, language, variables))
+
+    async def _cancel(self, command: Command, sms: InboundSms, language: str, key: str) -> Reply:
+        """CANCEL [number]: the ledger picks the newest pending gift inside the operation,
+        so a redelivery answers the first result instead of taking back the next gift."""
+        to = None
+        if command.recipient is not None:
+            to = ledger.try_normalize_msisdn(command.recipient, self.settings.default_region)
+            if to is None or len(command.recipient) > MAX_NUMBER_CHARS:
+                return Reply(CANCEL_USAGE, self._render(CANCEL_USAGE, language, {}))
+        outcome = await ledger.cancel_gift(
+            self.pool, sms.msisdn, recipient=to, key=key, clock=self.clock, settings=self.settings
+        )
+        name = _CANCEL_REPLIES.get(outcome.code, UNAVAILABLE)
+        if name == "cancel_none" and to is not None:
+            name = CANCEL_NONE_TO
+        if name == UNAVAILABLE:
+            # idempotency_conflict: the gateway reused a message id for another text.
+            log.warning("sms_unexpected_code", command=command.kind.value, code=outcome.code.value)
+        variables = {"recipient": to, **outcome.data}
         return Reply(name, self._render(name, language, variables))
 
     def _rules(self) -> dict[str, Any]:

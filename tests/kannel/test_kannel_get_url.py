@@ -21,7 +21,8 @@ import ledger
 from ussd_service.notifier import KannelTransport, Outgoing
 
 KANNEL_CONVENTION = "get"
-HELP_RU = "ДАР номер баллы - подарить. ДАР - принять. НЕТ - отказ. БАЛАНС"
+# What a stranger (not a member) gets for HELP or anything unknown: how to join.
+STRANGER_HELP_RU = "Чтобы вступить в бонусную программу, ответьте ВСТУПИТЬ"
 
 
 # -- gifts by SMS, the numbers typed every way, Latin text and Cyrillic UCS-2 ----------------
@@ -115,10 +116,11 @@ async def test_balance_and_help_in_both_scripts(service: Service, phones: Phones
     # GSM-7 text goes as plain text: no X-Kannel-Coding, no UCS-2.
     assert latin.text.startswith("Balance: 40 points.")
     assert latin.coding == "text"
-    assert (await phones.ask(stranger, "HELP")).text == HELP_RU
-    assert (await phones.ask(stranger, "помощь", ucs2=True)).text == HELP_RU
+    assert (await phones.ask(stranger, "HELP")).text == STRANGER_HELP_RU
+    assert (await phones.ask(stranger, "помощь", ucs2=True)).text == STRANGER_HELP_RU
     assert (await phones.ask(english, "what?")).text == (
-        "GIFT number points - give. GIFT - accept. NO - decline. BALANCE"
+        "GIFT number points - give. GIFT - accept. NO - decline. CANCEL - take back your gift. "
+        "BALANCE"
     )
 
 

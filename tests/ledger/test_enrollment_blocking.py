@@ -41,7 +41,7 @@ async def test_joining_sends_one_welcome_and_records_how(lg: LedgerHarness) -> N
     assert again.details["staff_id"] == "shop-17"
     assert again.details["document_checked"] is True
     [welcome] = await outbox(lg, "welcome")
-    assert (welcome.msisdn, welcome.payload) == (number, {"language": "en", "available": 0})
+    assert (welcome.msisdn, welcome.payload) == (number, {"language": "en", "points": 0})
     record = await ledger.enrollment_record(lg.pool, number)
     assert record is not None
     assert (record.status, record.channel, record.staff_id, record.document_checked) == (
@@ -112,7 +112,7 @@ async def test_block_sends_pending_gifts_back_and_keeps_sent_ones(lg: LedgerHarn
     assert sorted((m.msisdn, m.payload["points"], m.payload["language"]) for m in returned) == (
         sorted([(friend, 100, "ru"), (other, 50, "ru")])
     )
-    assert all(m.payload["reason"] == "recipient_blocked" for m in returned)
+    assert all(m.payload["reason"] == "blocked" for m in returned)
     history = (await ledger.history(lg.pool, friend, 5, settings=lg.settings)).unwrap()
     assert (history.items[0].kind, history.items[0].points) == ("gift_returned", 100)
     # What the blocked member sent stays pending for its recipient.

@@ -76,4 +76,5 @@ def test_default_menu_has_every_sms_text(default_menu: Menu) -> None:
         "reward_failed",
         "login_code",  # the web account's sign-in code (ussd_service/web)
         "points_expiring",  # the expiry reminder (ussd_service/reminders.py)
+        "welcome",  # on joining, whichever way (ledger.enroll)
     }

@@ -25,8 +25,11 @@ from ussd_service.sms_desk import (
     parse_command,
 )
 
-HELP_RU = "ДАР номер баллы - подарить. ДАР - принять. НЕТ - отказ. БАЛАНС"
-HELP_EN = "GIFT number points - give. GIFT - accept. NO - decline. BALANCE"
+HELP_RU = "ДАР номер баллы - подарить. ДАР - принять. НЕТ - отказ. ОТМЕНА. БАЛАНС"
+HELP_EN = (
+    "GIFT number points - give. GIFT - accept. NO - decline. CANCEL - take back your gift. BALANCE"
+)
+HELP_JOIN_RU = "Чтобы вступить в бонусную программу, ответьте ВСТУПИТЬ"
 
 # -- parsing (no servers) -----------------------------------------------------------
 
@@ -186,7 +189,8 @@ async def test_balance_of_a_stranger_says_how_to_join(client: TestClient) -> Non
 async def test_anything_else_gets_help_never_silence(
     client: TestClient, pg_pool: asyncpg.Pool, text: str
 ) -> None:
-    assert await Phone(client, SENDER).send(text) == HELP_RU
+    # A stranger is told how to join; a member what they can do.
+    assert await Phone(client, SENDER).send(text) == HELP_JOIN_RU
     await member(pg_pool, RECIPIENT, language="en")
     assert await Phone(client, RECIPIENT).send(text) == HELP_EN
 
@@ -325,7 +329,7 @@ async def test_gateway_secret_is_required_when_configured(
         status, _ = await post_sms(client, SENDER, "HELP")
         assert status == 401
         status, body = await post_sms(client, SENDER, "HELP", headers={"X-Gateway-Token": secret})
-        assert (status, body) == (200, HELP_RU)
+        assert (status, body) == (200, HELP_JOIN_RU)
 
 
 def test_the_menu_file_has_every_reply_the_sms_desk_chooses(settings: Settings) -> None:
