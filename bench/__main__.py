@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
+import importlib.util
 import json
 import os
 import platform
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +31,13 @@ import psutil
 import redis
 
 from bench import menugen, micro, profile, report
-from bench.flows import load_flows, mix_flows
+from bench.baseline import CLIENTS
+from bench.flows import chain_flow, load_flows, mix_flows
 from bench.loadgen import STAGED_LIMIT_S
 from bench.procs import BIN, Monitor, Server, Usage, cpu_delta, free_port
 from bench.seed import ledger_check, population, seed
 from embedded_servers import EmbeddedServers
+from embedded_servers.redis_server import REDIS_SERVER_BIN
 
 ROOT = Path(__file__).resolve().parents[1]
 SESSION_PATTERN = "ussd:s:*"
@@ -43,6 +48,14 @@ SCALING_DEPTHS = (1, 10, 50)
 DEPTH_SPAN = 5
 LOADGEN_GRACE_S = 60.0
 FILL_MIN = 2_000
+# Phases besides the main run's mixes: the chain walk, the Redis client comparison.
+EXTRA_PHASES = ("chain", "clients")
+CHAIN_ROUNDS = 3
+CHAIN_SUBSCRIBERS = 2_000
+CHAIN_CONNECTIONS = 64
+CHAIN_DURATION_S = 8.0
+CLIENT_ROUND_TRIPS = (1, 2)
+REDIS_START_S = 10.0
 
 
 def _options(argv: list[str] | None) -> argparse.Namespace:
@@ -67,7 +80,16 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scaling-connections", type=int, default=1)
     parser.add_argument("--scaling-duration", type=float, default=5.0)
     parser.add_argument("--sizes", default=",".join(map(str, SCALING_SIZES)))
-    parser.add_argument("--phases", default="navigation,ledger,realistic")
+    parser.add_argument(
+        "--phases",
+        default="navigation,ledger,realistic,chain,clients",
+        help="main-run mixes, and chain and clients (only those two: the main run is skipped)",
+    )
+    parser.add_argument("--chain-rounds", type=int, default=CHAIN_ROUNDS)
+    parser.add_argument("--chain-subscribers", type=int, default=CHAIN_SUBSCRIBERS)
+    parser.add_argument("--chain-duration", type=float, default=CHAIN_DURATION_S)
+    parser.add_argument("--clients", default=",".join(CLIENTS), help="Redis clients to compare")
+    parser.add_argument("--loops", default="asyncio,uvloop", help="event loops to compare")
     parser.add_argument("--service-log-level", default=None, help="USSD_LOG_LEVEL of the service")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     parser.add_argument(
@@ -84,6 +106,7 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
         options.pending_gifts = min(options.pending_gifts, 3)
         options.scaling_duration = min(options.scaling_duration, 1.5)
         options.confirm_sessions = min(options.confirm_sessions, 4)
+        options.chain_duration = min(options.chain_duration, 1.5)
         options.no_scaling = True
         options.workers = 1
     return options
@@ -136,10 +159,10 @@ class Bench:
         log = self.workdir / f"service-{port}.log"
         return Server("ussd-service", argv, port, log, env)
 
-    def baseline(self, redis_url: str) -> Server:
+    def baseline(self, redis_url: str, extra: list[str] | None = None) -> Server:
         port = free_port()
         argv = [sys.executable, "-m", "bench.baseline", "--port", str(port)]
-        argv += ["--redis-url", redis_url]
+        argv += ["--redis-url", redis_url, *(extra or [])]
         log = self.workdir / f"baseline-{port}.log"
         return Server("baseline", argv, port, log, dict(os.environ, PYTHONPATH=str(ROOT)))
 
@@ -167,6 +190,7 @@ class Bench:
         check_text: bool = True,
         max_flows: int = 0,
         staged_sessions: int = 0,
+        users: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Play one load phase; store and return its result."""
         options = self.options
@@ -179,7 +203,7 @@ class Bench:
             "duration_s": options.duration if duration is None else duration,
             "seed": options.seed,
             "flows": flows,
-            "users": self.people.users,
+            "users": self.people.users if users is None else users,
             "check_text": check_text,
             "max_flows": max_flows,
             "staged_sessions": staged_sessions,
@@ -439,6 +463,96 @@ class Bench:
         self.results["micro"] = micro.run(sizes, list(SCALING_DEPTHS), self.workdir, seconds)
         self.results["micro"]["real_menu"] = micro.run_real(ROOT / "menu_definitions.yaml", seconds)
 
+    def chain_run(self) -> None:
+        """The chain menu walked by every subscriber, rounds alternated between the baseline
+        and the service: ``wrk -t1 -c64 -d8s``-style, the same requests for both."""
+        options = self.options
+        menu = menugen.generate_chain(self.workdir / "chain.yaml")
+        flow = chain_flow(
+            menugen.CHAIN_LEVELS,
+            menugen.CHAIN_TITLE,
+            menugen.CHAIN_DONE,
+            self.flows["balance"]["interludes"],
+        )
+        # The subscribers, shared out over the connections: each walk takes the
+        # connection's next number and a fresh session id.
+        numbers = [f"+7916{n:07d}" for n in range(options.chain_subscribers)]
+        users = [{"msisdns": numbers[i::CHAIN_CONNECTIONS]} for i in range(CHAIN_CONNECTIONS)]
+        service = self.service(menu=menu)
+        print(f"chain: service with the {menugen.CHAIN_LEVELS}-level chain menu ...", flush=True)
+        service.start()
+        rounds: list[dict[str, Any]] = []
+        try:
+            redis_url, _database_url = self.urls()
+            baseline = self.baseline(redis_url)
+            baseline.start()
+            try:
+                roots = {"service": service.pid, "baseline": baseline.pid}
+                with Monitor(roots) as monitor:
+                    for number in range(1, options.chain_rounds + 1):
+                        row: dict[str, Any] = {"round": number}
+                        for server in (baseline, service):
+                            name = "baseline" if server is baseline else "service"
+                            result = self.phase(
+                                f"chain-{name}-{number}",
+                                server,
+                                monitor,
+                                [flow],
+                                connections=CHAIN_CONNECTIONS,
+                                duration=options.chain_duration,
+                                check_text=server is service,
+                                users=users,
+                            )
+                            row[name] = _summary(result, name)
+                        rounds.append(row)
+            finally:
+                baseline.stop()
+        finally:
+            service.stop()
+        self.results["chain"] = {
+            "levels": menugen.CHAIN_LEVELS,
+            "subscribers": options.chain_subscribers,
+            "connections": CHAIN_CONNECTIONS,
+            "duration_s": options.chain_duration,
+            "rounds": rounds,
+        }
+
+    def clients_run(self) -> None:
+        """The baseline server with each Redis client, 1 and 2 round trips per request, on
+        asyncio and (when installed) uvloop, against a Redis of its own on TCP."""
+        options = self.options
+        wanted = [c for c in options.clients.split(",") if c in CLIENTS]
+        clients = [c for c in wanted if c != "glide" or _installed("glide")]
+        loops = [x for x in options.loops.split(",") if x == "asyncio" or _installed(x)]
+        flows = mix_flows(self.flows, self.mixes["baseline"])
+        rows: list[dict[str, Any]] = []
+        with _tcp_redis(self.workdir) as redis_url:
+            for loop in loops:
+                for client in clients:
+                    for trips in CLIENT_ROUND_TRIPS:
+                        extra = ["--client", client, "--round-trips", str(trips), "--loop", loop]
+                        server = self.baseline(redis_url, extra)
+                        server.start()
+                        try:
+                            with Monitor({"baseline": server.pid}) as monitor:
+                                result = self.phase(
+                                    f"client-{client}-rt{trips}-{loop}",
+                                    server,
+                                    monitor,
+                                    flows,
+                                    check_text=False,
+                                )
+                        finally:
+                            server.stop()
+                        summary = _summary(result, "baseline")
+                        rows.append(
+                            {"client": client, "round_trips": trips, "loop": loop, **summary}
+                        )
+        self.results["clients"] = {
+            "rows": rows,
+            "missing": [name for name in ("glide", "uvloop") if not _installed(name)],
+        }
+
     def close(self) -> None:
         if self.options.keep:
             print(f"kept {self.workdir}")
@@ -446,16 +560,70 @@ class Bench:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def _summary(result: dict[str, Any], group: str) -> dict[str, Any]:
+    """The figures of a comparison row: throughput, latency, errors, the server's CPU."""
+    return {
+        "hops_per_s": result["requests_per_s"],
+        "p50_ms": result["all"]["p50"],
+        "p99_ms": result["all"]["p99"],
+        "errors": result["errors"] + result.get("warmup_errors", 0),
+        "cpu_us_per_hop": result["cpu_us_per_hop"].get(group, 0.0),
+        "cpu_cores": result["cpu_cores"].get(group, 0.0),
+        "client_cpu_share": result["client_cpu_share"],
+    }
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+@contextlib.contextmanager
+def _tcp_redis(workdir: Path) -> Iterator[str]:
+    """A Redis of the comparison's own on a TCP port (valkey-glide takes no Unix socket),
+    without persistence: every client gets the same server."""
+    port = free_port()
+    log = (workdir / f"redis-{port}.log").open("w")
+    argv = [str(REDIS_SERVER_BIN), "--port", str(port), "--bind", "127.0.0.1"]
+    argv += ["--save", "", "--appendonly", "no", "--dir", str(workdir)]
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    url = f"redis://127.0.0.1:{port}"
+    try:
+        client = redis.Redis.from_url(url)
+        deadline = time.monotonic() + REDIS_START_S
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the comparison's Redis did not start") from None
+                time.sleep(0.05)
+        client.close()
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     options = _options(argv)
     bench = Bench(options)
+    phases = [p for p in options.phases.split(",") if p]
+    main_phases = [p for p in phases if p not in EXTRA_PHASES]
+    options.phases = ",".join(main_phases)
     try:
-        bench.main_run()
-        if not options.no_scaling:
-            bench.scaling_run()
-        if options.workers > 1:
-            bench.workers_run()
-        bench.micro_run()
+        if main_phases or not phases:
+            bench.main_run()
+            if not options.no_scaling:
+                bench.scaling_run()
+            if options.workers > 1:
+                bench.workers_run()
+            bench.micro_run()
+        if "chain" in phases:
+            bench.chain_run()
+        if "clients" in phases:
+            bench.clients_run()
     finally:
         bench.close()
     text = report.render(bench.results)

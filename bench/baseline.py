@@ -6,17 +6,25 @@ request, then answers ``CON ...``. The service's figures are reported as
 ratios to this server measured in the same run on the same machine.
 
 ``python -m bench.baseline --port P --redis-url URL``; prints ``ready`` when
-it listens.
+it listens. For the Redis client comparison (bench/README.md, "Redis
+clients"): ``--client`` redis-py (hiredis parser, the service's client),
+redis-py-python (its pure-Python parser) or glide (valkey-glide, TCP URLs
+only), ``--round-trips N`` runs the script N times per request, ``--loop
+uvloop`` runs on uvloop.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import AsyncIterator
+import asyncio
+import importlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from aiohttp import web
-from redis.commands.core import AsyncScript
+from redis._parsers import _AsyncRESP2Parser
 
 SESSION_TTL_S = 180
 KEY_PREFIX = "bench:baseline:"
@@ -27,17 +35,64 @@ local old = redis.call('GET', KEYS[1])
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return old
 """
+CLIENTS = ("redis-py", "redis-py-python", "glide")
+LOOPS = ("asyncio", "uvloop")
+# The script run once: key and value in, the previous value out.
+Call = Callable[[str, str], Awaitable[Any]]
 REDIS_URL = web.AppKey("redis_url", str)
-REDIS = web.AppKey("redis", aioredis.Redis)
-SCRIPT_KEY = web.AppKey("script", AsyncScript)
+CLIENT = web.AppKey("client", str)
+ROUND_TRIPS = web.AppKey("round_trips", int)
+SCRIPT_KEY: web.AppKey[Call] = web.AppKey("script")
+
+
+async def _redis_py(url: str, *, python_parser: bool) -> tuple[Call, Callable[[], Awaitable[None]]]:
+    extra: dict[str, Any] = {"parser_class": _AsyncRESP2Parser} if python_parser else {}
+    client = aioredis.Redis.from_url(url, max_connections=REDIS_MAX_CONNECTIONS, **extra)
+    script = client.register_script(SCRIPT)
+
+    async def call(key: str, value: str) -> Any:
+        return await script(keys=[key], args=[value, SESSION_TTL_S])
+
+    return call, client.aclose
+
+
+async def _glide(url: str) -> tuple[Call, Callable[[], Awaitable[None]]]:
+    # Imported here: valkey-glide is an optional extra (pip install -e '.[bench]').
+    glide = importlib.import_module("glide")
+    parts = urlsplit(url)
+    if parts.scheme != "redis" or parts.hostname is None:
+        raise SystemExit(f"glide takes a redis://host:port URL, not {parts.scheme}://")
+    credentials = glide.ServerCredentials(parts.password) if parts.password else None
+    address = glide.NodeAddress(parts.hostname, parts.port or 6379)
+    config = glide.GlideClientConfiguration([address], credentials=credentials)
+    client = await glide.GlideClient.create(config)
+    script = glide.Script(SCRIPT)
+
+    async def call(key: str, value: str) -> Any:
+        return await client.invoke_script(script, keys=[key], args=[value, str(SESSION_TTL_S)])
+
+    return call, client.close
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    client = aioredis.Redis.from_url(app[REDIS_URL], max_connections=REDIS_MAX_CONNECTIONS)
-    app[REDIS] = client
-    app[SCRIPT_KEY] = client.register_script(SCRIPT)
+    client, url = app[CLIENT], app[REDIS_URL]
+    if client == "glide":
+        call, close = await _glide(url)
+    else:
+        call, close = await _redis_py(url, python_parser=client == "redis-py-python")
+    rounds = app[ROUND_TRIPS]
+    if rounds == 1:
+        app[SCRIPT_KEY] = call
+    else:
+
+        async def repeated(key: str, value: str) -> Any:
+            for _ in range(rounds - 1):
+                await call(key, value)
+            return await call(key, value)
+
+        app[SCRIPT_KEY] = repeated
     yield
-    await client.aclose()
+    await close()
 
 
 async def ussd(request: web.Request) -> web.Response:
@@ -50,7 +105,7 @@ async def ussd(request: web.Request) -> web.Response:
     if not isinstance(form.get("phoneNumber"), str):
         return web.Response(status=400, text="missing phoneNumber\n")
     script = request.app[SCRIPT_KEY]
-    previous = await script(keys=[KEY_PREFIX + session], args=[text, SESSION_TTL_S])
+    previous = await script(KEY_PREFIX + session, text)
     depth = text.count("*") + 1 if text else 0
     reply = f"CON Baseline hop {depth} (was {len(previous or b'')} bytes)\n1. Next"
     return web.Response(text=reply, content_type="text/plain", charset="utf-8")
@@ -64,7 +119,7 @@ async def ivr(request: web.Request) -> web.Response:
         return web.Response(status=400, text="missing CallSid\n")
     digits = form.get("Digits", "")
     script = request.app[SCRIPT_KEY]
-    await script(keys=[KEY_PREFIX + session], args=[str(digits), SESSION_TTL_S])
+    await script(KEY_PREFIX + session, str(digits))
     seq = int(request.query.get("seq", "0")) + 1
     body = (
         '<?xml version="1.0" encoding="UTF-8"?><Response>'
@@ -78,9 +133,11 @@ async def ready(_request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-def create_app(redis_url: str) -> web.Application:
+def create_app(redis_url: str, client: str = "redis-py", round_trips: int = 1) -> web.Application:
     app = web.Application()
     app[REDIS_URL] = redis_url
+    app[CLIENT] = client
+    app[ROUND_TRIPS] = round_trips
     app.cleanup_ctx.append(_redis_ctx)
     app.router.add_post("/ussd/africastalking", ussd)
     app.router.add_post("/ivr/twilio", ivr)
@@ -93,9 +150,20 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--redis-url", required=True)
+    parser.add_argument("--client", choices=CLIENTS, default="redis-py")
+    parser.add_argument("--round-trips", type=int, default=1)
+    parser.add_argument("--loop", choices=LOOPS, default="asyncio")
     args = parser.parse_args()
+    loop: asyncio.AbstractEventLoop | None = None
+    if args.loop == "uvloop":
+        loop = importlib.import_module("uvloop").new_event_loop()  # optional, like glide
     web.run_app(
-        create_app(args.redis_url), host=args.host, port=args.port, print=None, access_log=None
+        create_app(args.redis_url, args.client, args.round_trips),
+        host=args.host,
+        port=args.port,
+        print=None,
+        access_log=None,
+        loop=loop,
     )
 
 

@@ -91,3 +91,17 @@ def load_flows(path: Path = FLOWS_FILE) -> tuple[dict[str, dict[str, Any]], dict
 def mix_flows(flows: dict[str, dict[str, Any]], weights: dict[str, float]) -> list[dict[str, Any]]:
     """The flows of one mix with their weights, ready for the load generator."""
     return [{**flows[name], "weight": weight} for name, weight in weights.items() if weight > 0]
+
+
+def chain_flow(
+    levels: int, title: str, done: str, interludes: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The walk of the chain menu (``bench.menugen.chain_document``): open it, then ``1``
+    at every level, one level per hop, down to the final message."""
+    steps = [{"input": "", "expect": f"{title} 0", "end": False}]
+    steps += [
+        {"input": "1", "expect": f"{title} {level}", "end": False} for level in range(1, levels)
+    ]
+    steps.append({"input": "1", "expect": done, "end": True})
+    raw = {"channel": "ussd", "steps": [dict(s, name=f"level{i}") for i, s in enumerate(steps)]}
+    return {**normalise_flow("chain", raw), "interludes": interludes, "weight": 1.0}

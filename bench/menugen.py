@@ -8,6 +8,11 @@ valid move, whatever the depth of the session, and every hop is the same
 menu-to-menu transition with a screen of the same size: only the size of
 the menu and the depth change. No node runs an operation, so a hop costs the
 engine, Redis and HTTP only.
+
+``generate_chain(levels)`` writes the chain menu of the ``chain`` phase:
+``c0 .. c{levels-1}``, each a menu whose ``1`` leads one level down, the last
+to a final message: a subscriber walks one level per hop, ``text``
+accumulating (``1*1*1...``), the same menu for the service and every run.
 """
 
 from __future__ import annotations
@@ -84,6 +89,41 @@ def menu_document(nodes: int) -> dict[str, object]:
     # The SMS desk's replies, plain (the bench sends no SMS, but the service loads them).
     replies = {name: _text(name.replace("_", " ").capitalize() + ".") for name in SMS_REPLIES}
     return {**HEADER, "texts": texts, "nodes": body, "sms": {"replies": replies}}
+
+
+CHAIN_LEVELS = 10
+CHAIN_TITLE = "Level"
+CHAIN_DONE = "Chain done."
+
+
+def chain_document(levels: int = CHAIN_LEVELS) -> dict[str, object]:
+    """The chain menu as a JSON-compatible document."""
+    body: dict[str, object] = {}
+    for level in range(levels):
+        target = f"c{level + 1}" if level + 1 < levels else "done"
+        options = [
+            {"key": "1", "label": _text("Next"), "target": target},
+            {"key": OPERATOR_KEY, "label": _text("Operator"), "target": "operator"},
+        ]
+        text = _text(f"{CHAIN_TITLE} {level}")
+        body[f"c{level}"] = {"kind": "menu", "text": text, "options": options}
+    body["done"] = {"kind": "message", "text": _text(CHAIN_DONE)}
+    document = menu_document(1)
+    nodes = document["nodes"]
+    assert isinstance(nodes, dict)
+    body.update({name: nodes[name] for name in FIXED_NODES})
+    entry = {"start": "c0", "home": "c0"}
+    return {
+        **document,
+        "entry": {"ussd": {"code": "*111*455#", **entry}, "ivr": {"code": "0890", **entry}},
+        "nodes": body,
+    }
+
+
+def generate_chain(path: Path, levels: int = CHAIN_LEVELS) -> Path:
+    """Write the chain menu of ``levels`` levels to ``path``."""
+    path.write_text(json.dumps(chain_document(levels), ensure_ascii=False, indent=1), "utf-8")
+    return path
 
 
 def generate(nodes: int, path: Path) -> Path:

@@ -102,7 +102,7 @@ def _steps(results: dict[str, Any]) -> str:
     base = phases.get("baseline", {}).get("all", {"p50": 0, "p99": 0})
     rows = []
     for name, p in phases.items():
-        if p["server"] == "baseline" or name.startswith("scale-") or name == "fill":
+        if p["server"] == "baseline" or name.startswith(("scale-", "chain-")) or name == "fill":
             continue
         for key, s in p["steps"].items():
             rows.append(
@@ -138,7 +138,7 @@ def _kinds(results: dict[str, Any]) -> str:
     b_all = base.get("all", {"p50": 0, "p99": 0})
     rows = []
     for name, p in phases.items():
-        if p["server"] == "baseline" or name.startswith("scale-") or name == "fill":
+        if p["server"] == "baseline" or name.startswith(("scale-", "chain-")) or name == "fill":
             continue
         for kind, k in p["kinds"].items():
             rows.append(
@@ -202,6 +202,42 @@ def _micro(results: dict[str, Any]) -> tuple[str, float | None]:
         text += "\n\nEngine only, hops of menu_definitions.yaml (operations stubbed, no I/O)\n"
         text += _table(["hop", "us"], [[label, f"{us:.0f}"] for label, us in real.items()])
     return text, _spread(values)
+
+
+def _chain(results: dict[str, Any]) -> str:
+    chain = results.get("chain")
+    if not chain:
+        return "(chain walk not run)"
+    rows = []
+    for row in chain["rounds"]:
+        base = row["baseline"]
+        for name in ("baseline", "service"):
+            r = row[name]
+            rows.append([
+                str(row["round"]), name, f"{r['hops_per_s']:.0f}",
+                _ratio(r["hops_per_s"], base["hops_per_s"]), _ms(r["p50_ms"]), _ms(r["p99_ms"]),
+                str(r["errors"]), f"{r['cpu_us_per_hop']:.0f}", f"{r['cpu_cores']:.2f}",
+                f"{r['client_cpu_share']:.0%}",
+            ])  # fmt: skip
+    headers = ["round", "server", "hops/s", "xbase", "p50ms", "p99ms", "errors", "us/hop",
+               "srvCPU", "client"]  # fmt: skip
+    return _table(headers, rows)
+
+
+def _clients(results: dict[str, Any]) -> str:
+    clients = results.get("clients")
+    if not clients:
+        return "(Redis client comparison not run)"
+    rows = [
+        [r["client"], str(r["round_trips"]), r["loop"], f"{r['hops_per_s']:.0f}",
+         f"{r['cpu_us_per_hop']:.0f}", f"{r['cpu_cores']:.2f}", _ms(r["p99_ms"]), str(r["errors"])]
+        for r in clients["rows"]
+    ]  # fmt: skip
+    headers = ["client", "trips", "loop", "req/s", "us/req", "srvCPU", "p99ms", "errors"]
+    text = _table(headers, rows)
+    if clients.get("missing"):
+        text += f"\n(not installed, not measured: {', '.join(clients['missing'])})"
+    return text
 
 
 def _verdict(ok: bool | None) -> str:
@@ -306,6 +342,17 @@ def render(results: dict[str, Any]) -> str:
         "",
         "Scaling, engine only (Menu.step + state JSON round trip, in process)",
         micro,
+        "",
+        f"Chain walk (the {results.get('chain', {}).get('levels', '?')}-level chain menu, "
+        "64 connections, each walk a fresh session of the "
+        "next of the subscribers, text accumulating; rounds alternate baseline and service; "
+        "us/hop: the server's CPU per request; client: the load generator's share of a core)",
+        _chain(results),
+        "",
+        "Redis clients (the baseline server, navigation requests at 64 connections, its Lua "
+        "GET+SET run once or twice per request on a TCP Redis of its own; us/req: the "
+        "server's CPU per request)",
+        _clients(results),
         "",
         "Targets",
         _table(["target", "measured", "verdict"], targets(results)),

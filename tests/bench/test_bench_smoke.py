@@ -6,14 +6,17 @@ import json
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
+import redis
 
 from bench import menugen, micro, report
 from bench.__main__ import main as bench_main
-from bench.flows import load_flows, mix_flows
+from bench.flows import chain_flow, load_flows, mix_flows
 from bench.loadgen import percentiles, run_load
 from bench.procs import Monitor, Server, free_port
 from bench.seed import population
+from menus import NO_OPERATIONS
 from ussd_service.menu_files import check_menu_file, load_menus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,6 +100,76 @@ def test_generated_menus_are_valid(tmp_path):
         assert len(load_menus(path).current.nodes) == nodes
 
 
+async def test_the_chain_flow_walks_the_chain_menu_to_its_end(tmp_path):
+    """One walk of the chain flow through the engine: every level's screen, then the end."""
+    path = menugen.generate_chain(tmp_path / "chain.yaml")
+    assert check_menu_file(path) == []
+    menu = load_menus(path).current
+    flow = chain_flow(menugen.CHAIN_LEVELS, menugen.CHAIN_TITLE, menugen.CHAIN_DONE, [])
+    assert len(flow["steps"]) == menugen.CHAIN_LEVELS + 1
+    result = await menu.start("ussd", NO_OPERATIONS, "en")
+    for step in flow["steps"]:
+        if step["input"]:
+            result = await menu.step(result.state, step["input"], NO_OPERATIONS)
+        assert any(fragment in result.screen.text for fragment in step["expect"])
+        assert result.ended == step["end"]
+
+
+async def test_baseline_runs_its_script_twice_per_request_when_asked(servers, tmp_path):
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.baseline", "--port", str(port)]
+    argv += ["--redis-url", servers.redis_url, "--round-trips", "2"]
+    server = Server("baseline", argv, port, tmp_path / "b.log", {"PYTHONPATH": str(ROOT)})
+    client = redis.Redis.from_url(servers.redis_url)
+    server.start()
+    try:
+        form = {"sessionId": "rt2", "phoneNumber": "+79160000000", "text": "1*1"}
+
+        def evalsha_calls() -> int:
+            stats = client.info("commandstats").get("cmdstat_evalsha", {})
+            return int(stats.get("calls", 0))
+
+        async with aiohttp.ClientSession() as http:
+
+            async def post() -> None:
+                async with http.post(f"{server.url}/ussd/africastalking", data=form) as reply:
+                    assert reply.status == 200
+                    assert (await reply.text()).startswith("CON ")
+
+            await post()  # the first request also loads the script (NOSCRIPT, then EVAL)
+            before = evalsha_calls()
+            await post()
+        assert evalsha_calls() - before == 2
+    finally:
+        server.stop()
+        client.close()
+
+
+def test_chain_and_client_phases_with_tiny_numbers(tmp_path):
+    """``--phases chain,clients``: only those run; every round and client row, 0 errors."""
+    output = tmp_path / "result.json"
+    argv = ["--quick", "--phases", "chain,clients", "--chain-rounds", "2"]
+    argv += ["--chain-duration", "0.6", "--chain-subscribers", "100", "--duration", "0.6"]
+    argv += ["--warmup", "0.2", "--clients", "redis-py", "--loops", "asyncio"]
+    argv += ["--output", str(output)]
+    assert bench_main(argv) == 0
+    results = json.loads(output.read_text("utf-8"))
+    assert "navigation" not in results["phases"]
+    rounds = results["chain"]["rounds"]
+    assert [r["round"] for r in rounds] == [1, 2]
+    for row in rounds:
+        for name in ("baseline", "service"):
+            assert row[name]["hops_per_s"] > 0
+            assert row[name]["errors"] == 0
+            assert row[name]["cpu_us_per_hop"] > 0
+    rows = results["clients"]["rows"]
+    assert [(r["client"], r["round_trips"]) for r in rows] == [("redis-py", 1), ("redis-py", 2)]
+    assert all(r["errors"] == 0 and r["hops_per_s"] > 0 for r in rows)
+    text = output.with_suffix(".txt").read_text("utf-8")
+    assert "Chain walk" in text
+    assert "Redis clients" in text
+
+
 def test_engine_micro_benchmark_and_report_render(tmp_path):
     result = micro.run([20], [1, 3], tmp_path, 0.01)
     assert set(result["sizes"]["20"]["depths"]) == {"1", "3"}
@@ -129,7 +202,7 @@ def test_whole_harness_with_tiny_numbers(tmp_path):
     output = tmp_path / "result.json"
     argv = ["--quick", "--duration", "1", "--warmup", "0.5", "--connections", "4"]
     argv += ["--sessions", "40", "--confirm-sessions", "1", "--pending-gifts", "1"]
-    argv += ["--sizes", "20", "--output", str(output)]
+    argv += ["--sizes", "20", "--output", str(output), "--phases", "navigation,ledger,realistic"]
     assert bench_main(argv) == 0
     results = json.loads(output.read_text("utf-8"))
     phases = results["phases"]
