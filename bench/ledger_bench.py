@@ -112,8 +112,15 @@ async def _drive(
     seconds: float,
     call: Callable[[int, int], Awaitable[ledger.Outcome[Any]]],
     meters: Meters,
+    *,
+    until_refused: bool = False,
 ) -> Figures:
-    """Run ``call(client, i)`` in a loop on ``clients`` tasks for ``seconds``."""
+    """Run ``call(client, i)`` in a loop on ``clients`` tasks for ``seconds``.
+
+    ``until_refused``: a client also stops at its first rejection (accepts
+    stop when the gifts sent to their recipient are all taken), and the rate is
+    over the time until the last client stopped.
+    """
     deadline = time.perf_counter() + seconds
     ok = rejected = 0
     latencies: list[float] = []
@@ -129,6 +136,8 @@ async def _drive(
                 ok += 1
             else:
                 rejected += 1
+                if until_refused:
+                    return
             i += 1
 
     cpu_before, statements_before = meters.pg_cpu(), meters.statements
@@ -228,7 +237,7 @@ async def run(
 
         table: dict[str, tuple[str, Callable[[int, int], Awaitable[ledger.Outcome[Any]]]]] = {
             "gift": ("gift (own sender each)", gift_to_other),
-            "accept": ("accept_gift (oldest pending)", accept),
+            "accept": ("accept_gift (oldest pending, until none)", accept),
             "crossing": ("gift (2 subscribers crossing, hot)", crossing),
             "redeem": ("redeem (reserve only)", redeem),
             "redeem_dev": ("redeem + dev fulfilment (2 tx)", redeem_dev),
@@ -236,7 +245,9 @@ async def run(
         }
         for name in scenarios:
             title, call = table[name]
-            figures.append(await _drive(title, clients, seconds, call, meters))
+            figures.append(
+                await _drive(title, clients, seconds, call, meters, until_refused=name == "accept")
+            )
             print(figures[-1].line(), flush=True)
 
         check_started = time.perf_counter()

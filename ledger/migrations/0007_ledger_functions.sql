@@ -54,10 +54,14 @@ BEGIN
     RETURN p_outcome;
 END $$;
 
+-- Helpers are PL/pgSQL, not LANGUAGE sql: PL/pgSQL keeps its plans for the
+-- session, while a SQL function that cannot be inlined is parsed and planned
+-- again at every call.
 CREATE FUNCTION ledger_outcome(p_code text, p_value jsonb DEFAULT NULL, p_details jsonb DEFAULT '{}')
-RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
-    SELECT jsonb_build_object('code', p_code, 'value', p_value, 'details', coalesce(p_details, '{}'))
-$$;
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN jsonb_build_object('code', p_code, 'value', p_value, 'details', coalesce(p_details, '{}'));
+END $$;
 
 -- Lock one subscriber account (the caller's only one; see _accounts.py).
 CREATE FUNCTION ledger_lock_account(p_account bigint) RETURNS void LANGUAGE plpgsql AS $$
@@ -142,16 +146,18 @@ BEGIN
 END $$;
 
 CREATE FUNCTION ledger_available(p_account bigint, p_now timestamptz)
-RETURNS bigint LANGUAGE sql STABLE AS $$
-    SELECT coalesce(sum(remaining), 0)::bigint FROM point_lots
-    WHERE account_id = p_account AND remaining > 0 AND expires_at > p_now
-$$;
+RETURNS bigint LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT coalesce(sum(remaining), 0)::bigint FROM point_lots
+            WHERE account_id = p_account AND remaining > 0 AND expires_at > p_now);
+END $$;
 
 CREATE FUNCTION ledger_emit(p_op bigint, p_event text, p_msisdn text, p_payload jsonb, p_now timestamptz)
-RETURNS void LANGUAGE sql AS $$
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
     INSERT INTO outbox (event, msisdn, payload, next_attempt_at, operation_id, created_at)
-    VALUES (p_event, p_msisdn, p_payload, p_now, p_op, p_now)
-$$;
+    VALUES (p_event, p_msisdn, p_payload, p_now, p_op, p_now);
+END $$;
 
 -- ---------------------------------------------------------------------------
 -- gift: codes in the order ledger.gift documents them. p_recipient is NULL
@@ -229,7 +235,8 @@ CREATE FUNCTION ledger_gift(
     p_points bigint, p_min bigint, p_max bigint, p_cap bigint, p_day_start timestamptz,
     p_expires_at timestamptz, p_expires_text text,
     OUT state text, OUT result jsonb
-) LANGUAGE plpgsql AS $$
+) LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     op bigint;
     body record;
@@ -339,7 +346,8 @@ END $$;
 CREATE FUNCTION ledger_accept_gift(
     p_key text, p_hash text, p_now timestamptz, p_recipient text, p_gift bigint,
     OUT state text, OUT result jsonb
-) LANGUAGE plpgsql AS $$
+) LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     op bigint;
     body record;
@@ -405,7 +413,8 @@ END $$;
 CREATE FUNCTION ledger_redeem(
     p_key text, p_hash text, p_now timestamptz, p_msisdn text, p_reward text,
     p_default_language text, OUT state text, OUT result jsonb
-) LANGUAGE plpgsql AS $$
+) LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     op bigint;
     body record;
