@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -179,6 +180,44 @@ def paginate(
         shown.append(index)
     pages.append(Page(compose(lines, len(pages), more=False), tuple(shown), head))
     return pages
+
+
+#: Distinct layouts kept: every static screen of a few menu versions in both
+#: languages, and the lists most shown; a hop laying out a kept one costs a lookup.
+LAYOUT_CACHE_SIZE = 8192
+
+
+@functools.lru_cache(maxsize=LAYOUT_CACHE_SIZE)
+def _laid_out(
+    header: str,
+    entries: tuple[str, ...],
+    limits: PageLimits,
+    back: bool,
+    keys: tuple[str, ...] | None,
+) -> tuple[Page, ...]:
+    if keys is None:
+        pages = paginate(header, entries, limits, back=back, key=lambda pos, _i: str(pos + 1))
+    else:
+        pages = paginate(header, entries, limits, back=back, key=lambda _pos, i: keys[i])
+    return tuple(pages)
+
+
+def layout(
+    header: str,
+    entries: Sequence[str],
+    limits: PageLimits,
+    *,
+    back: bool,
+    keys: Sequence[str] | None,
+) -> list[Page]:
+    """``paginate`` with fixed keys (``keys[i]`` for entry i; None: numbered
+    1.. on every page), remembered: the same screen is laid out once.
+
+    A page is a pure function of these arguments, so a kept layout is the
+    layout; the static screens of a menu version are laid out once per process.
+    """
+    frozen_keys = None if keys is None else tuple(keys)
+    return list(_laid_out(header, tuple(entries), limits, back, frozen_keys))
 
 
 def with_error(error: str, page: Page, limits: PageLimits) -> str:

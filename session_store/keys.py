@@ -1,8 +1,11 @@
 """Redis key layout, ready for Redis Cluster.
 
 Every key of one session carries the same ``{...}`` hash tag, so they live in
-one slot and one Lua script may touch them all. Components are validated so a
-hostile or broken gateway cannot forge another session's key.
+one slot and one Lua script may touch them all. A session whose reference
+names its subscriber shares the tag of that subscriber's resume pointer
+(``{channel:+E164}``), so the pointer moves in the same script as the
+record. Components are validated so a hostile or broken gateway cannot forge
+another session's key.
 """
 
 from __future__ import annotations
@@ -40,20 +43,43 @@ def _session_id(value: str) -> str:
     return quote(value, safe="")
 
 
+def _msisdn(value: str) -> str:
+    if not _E164.fullmatch(value):
+        raise InvalidKeyError("msisdn must be in E.164 form (+ and 7..15 digits)")
+    return value
+
+
+def subscriber_tag(channel: str, msisdn: str) -> str:
+    """The hash tag of one subscriber's keys on one channel."""
+    return "{" + f"{_name('channel', channel)}:{_msisdn(msisdn)}" + "}"
+
+
 def session_tag(ref: SessionRef) -> str:
     """The hash tag every key of this session carries."""
+    if ref.msisdn:
+        return subscriber_tag(ref.channel, ref.msisdn)
     channel = _name("channel", ref.channel)
     gateway = _name("gateway", ref.gateway)
     return "{" + f"{channel}:{gateway}:{_session_id(ref.session_id)}" + "}"
 
 
 def session_key(prefix: str, ref: SessionRef) -> str:
-    """Key of the session record hash."""
-    return f"{prefix}:{SESSION_KEY_PART}:{session_tag(ref)}"
+    """Key of the session record hash.
+
+    With the subscriber's number: ``ussd:s:{ussd:+79161234567}:gateway:id``;
+    without: ``ussd:s:{ussd:gateway:id}``.
+    """
+    tag = session_tag(ref)
+    if not ref.msisdn:
+        return f"{prefix}:{SESSION_KEY_PART}:{tag}"
+    gateway = _name("gateway", ref.gateway)
+    return f"{prefix}:{SESSION_KEY_PART}:{tag}:{gateway}:{_session_id(ref.session_id)}"
 
 
 def session_keys(prefix: str, ref: SessionRef) -> tuple[str, ...]:
     """Every key the store may write for this session (all in one slot)."""
+    if ref.msisdn:
+        return (session_key(prefix, ref), resume_key(prefix, ref.channel, ref.msisdn))
     return (session_key(prefix, ref),)
 
 
@@ -63,10 +89,7 @@ def resume_key(prefix: str, channel: str, msisdn: str) -> str:
     The E.164 number is in the key as is: hashing a 10^10 space would hide
     nothing from anyone with Redis access. It never goes to logs.
     """
-    if not _E164.fullmatch(msisdn):
-        raise InvalidKeyError("msisdn must be in E.164 form (+ and 7..15 digits)")
-    tag = "{" + f"{_name('channel', channel)}:{msisdn}" + "}"
-    return f"{prefix}:{RESUME_KEY_PART}:{tag}"
+    return f"{prefix}:{RESUME_KEY_PART}:{subscriber_tag(channel, msisdn)}"
 
 
 def dropoff_key(prefix: str, day: date) -> str:

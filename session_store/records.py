@@ -13,11 +13,17 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class SessionRef:
-    """Identity of a session: the gateway's own session id on one channel."""
+    """Identity of a session: the gateway's own session id on one channel.
+
+    ``msisdn`` (E.164), when given, puts the session in its subscriber's hash
+    slot, beside their resume pointer: one script can then read or write both
+    (a begin that takes the pointer, a save that sets it), on Redis Cluster too.
+    """
 
     channel: str  # "ussd", "ivr", "sms": chooses the TTL
     gateway: str  # dialect name, e.g. "africastalking", "native", "twilio"
     session_id: str  # as the gateway sent it
+    msisdn: str = ""  # the subscriber's number, E.164; "" for a session keyed alone
 
 
 @dataclass(frozen=True, slots=True)

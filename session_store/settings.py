@@ -13,7 +13,8 @@ from types import MappingProxyType
 
 #: First segment of every key this package writes, so one Redis can be shared.
 KEY_PREFIX = "ussd"
-#: Second segment of a session record key: ``ussd:s:{channel:gateway:session_id}``.
+#: Second segment of a session record key: ``ussd:s:{channel:msisdn}:gateway:session_id``
+#: (``ussd:s:{channel:gateway:session_id}`` for a reference without a number).
 SESSION_KEY_PART = "s"
 #: Second segment of a resume pointer key: ``ussd:resume:{channel:msisdn}``.
 RESUME_KEY_PART = "resume"

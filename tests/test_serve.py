@@ -122,6 +122,8 @@ def test_serve_runs_embedded_servers_and_leaves_no_process_behind(data_dir: Path
     assert _db_value(data_dir, "kept across restarts") == "kept across restarts"
     output = service.interrupt()
     assert "embedded_servers_stopped" in output
+    serving = next(line for line in output.splitlines() if "serving" in line)
+    assert "uvloop" in serving, "the service runs on uvloop when it is installed"
     assert _survivors(service.children) == []
 
     again = Service(data_dir)

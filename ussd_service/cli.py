@@ -25,6 +25,7 @@ from ussd_service import earning_rules, notifier
 from ussd_service.app import create_app
 from ussd_service.backends import apply_migrations, backing_servers, connect_pg, open_pg_pool
 from ussd_service.config import ConfigError, Settings, load_settings, mask_url
+from ussd_service.event_loop import LOOP_NAME, new_event_loop
 from ussd_service.logs import configure_logging
 from ussd_service.menu_files import check_menu_file, load_menus
 from ussd_service.supervisor import supervised_servers
@@ -99,7 +100,12 @@ def serve(
     try:
         with supervised_servers(settings) as (resolved, supervisor):
             _prepare_database(resolved, external=settings.database_url is not None)
-            log.info("serving", url=f"http://{resolved.host}:{resolved.port}", workers=workers)
+            log.info(
+                "serving",
+                url=f"http://{resolved.host}:{resolved.port}",
+                workers=workers,
+                loop=LOOP_NAME,
+            )
             workers_healthy = True
             if workers > 1:
                 workers_healthy = run_workers(resolved, workers)
@@ -110,6 +116,7 @@ def serve(
                     port=resolved.port,
                     print=None,
                     access_log=None,
+                    loop=new_event_loop(),
                 )
             gave_up = supervisor is not None and supervisor.gave_up
             log.info("stopped")

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
 from dataclasses import replace
-from typing import TypeVar, cast
+from typing import cast
 
 import structlog
 
@@ -50,7 +49,6 @@ from ussd_service.session_payload import SessionPayload, resume_point
 from ussd_service.turns import Claim, LostRaceError, run_turn
 
 log = structlog.get_logger(__name__)
-_T = TypeVar("_T")
 
 # Texts of the dialogue itself that every menu file must define.
 DIALOGUE_TEXTS = ("session_expired", "service_unavailable", "resume_offer")
@@ -71,21 +69,6 @@ GONE_NODE = "__gone__"
 
 def _origin(ref: SessionRef) -> str:
     return f"{ref.channel}:{ref.gateway}:{ref.session_id}"
-
-
-async def _pointer(operation: Awaitable[_T | None]) -> _T | None:
-    """A resume pointer's read or write, best effort.
-
-    The pointer lives in the subscriber's slot, on Redis Cluster often another
-    master than the session's: while that master fails over, the hop goes on
-    (its own record saved) and only the redial offer is lost or stale (a stale
-    one resumes with the same idempotency keys, so nothing moves twice).
-    """
-    try:
-        return await operation
-    except StoreUnavailableError as exc:
-        log.warning("resume_pointer_unavailable", error=str(exc))
-        return None
 
 
 class Dialogue:
@@ -145,10 +128,18 @@ class Dialogue:
         return answer
 
     async def _handle(self, hop: Hop) -> Answer:
-        ref = SessionRef(hop.channel, hop.gateway, hop.session_id)
+        ref = SessionRef(hop.channel, hop.gateway, hop.session_id, hop.msisdn)
+        # A USSD dial may resume a dropped session: the first read also takes
+        # the subscriber's pointer when the session is new (one round trip).
+        take_dropped = hop.kind is HopKind.BEGIN and hop.channel == "ussd" and not hop.shortcut
+        point: ResumePoint | None = None
         conflicts = 0
         while conflicts < MAX_CAS_ATTEMPTS:
-            record = await self.store.load(ref)
+            if take_dropped:
+                record, point = await self.store.load_or_take_dropped(ref)
+                take_dropped = False
+            else:
+                record = await self.store.load(ref)
             # The record's payload, parsed once per attempt.
             payload = SessionPayload.load(record.state) if record is not None else None
             if payload is not None and self._busy(payload, hop.channel):
@@ -161,7 +152,7 @@ class Dialogue:
                 return unstepped
             try:
                 if record is None:
-                    answer, new = await self._begin(hop, ref)
+                    answer, new = await self._begin(hop, ref, point)
                     result = await self.store.create(new)
                 else:
                     assert payload is not None
@@ -206,28 +197,23 @@ class Dialogue:
     ) -> SaveResult:
         """Compare-and-set the record, keeping the USSD resume pointer current.
 
-        Gateways that never report drops get the pointer in the same moment as
-        every save (two commands in flight). A hop whose operation's outcome is
+        Gateways that never report drops get the pointer set or deleted by
+        every winning save, in the same script. A hop whose operation's outcome is
         unknown saves the record as it was before the hop (releasing the claim)
         with no answer stored: the gateway's retry asks the ledger again with
         the same idempotency key, and a redial is offered to resume from there,
         keys kept, so confirming again gets the ledger's real outcome.
         """
         if answer.outcome == UNCERTAIN:
-            result = await self.store.save(record, expected)
-            if result.saved and hop.channel == "ussd":
-                await self.store.remember_dropped(resume_point(hop, record))
-            return result
+            point = resume_point(hop, record) if hop.channel == "ussd" else None
+            return await self.store.save(record, expected, remember=point)
         if hop.reports_drops or hop.channel != "ussd":
             return await self.store.save(record, expected)
         menu = self._version(record.menu_version) or self.menus.current
         if answer.screen.final or not menu.resumable(record.node):
             # Nothing worth resuming: the session ended, or shows what it can show again.
-            pointer = self.store.forget(hop.channel, hop.msisdn)
-        else:
-            pointer = self.store.remember_dropped(resume_point(hop, record))
-        result, _ = await asyncio.gather(self.store.save(record, expected), _pointer(pointer))
-        return result
+            return await self.store.save(record, expected, forget=True)
+        return await self.store.save(record, expected, remember=resume_point(hop, record))
 
     def _replay(self, hop: Hop, record: SessionRecord) -> Answer | None:
         """The stored reply when this hop (or a repeated begin) was already answered."""
@@ -243,13 +229,13 @@ class Dialogue:
 
     # ------------------------------------------------------------------- steps
 
-    async def _begin(self, hop: Hop, ref: SessionRef) -> tuple[Answer, SessionRecord]:
+    async def _begin(
+        self, hop: Hop, ref: SessionRef, point: ResumePoint | None
+    ) -> tuple[Answer, SessionRecord]:
         menu = self.menus.current
         origin = _origin(ref)
-        if hop.channel == "ussd" and not hop.shortcut:
-            point = await _pointer(self.store.take_dropped(hop.channel, hop.msisdn))
-            if point is not None:
-                return self._offer_resume(hop, ref, menu, point)
+        if point is not None:
+            return self._offer_resume(hop, ref, menu, point)
         ops = self.operations(hop.msisdn, f"{origin}:0")
         turn = menu.turn_start(cast(Channel, hop.channel), shortcut=hop.shortcut)
         # A new session has nothing to claim: its record is created only if absent.

@@ -26,6 +26,7 @@ from aiohttp import web
 from embedded_servers import die_with_parent
 from ussd_service.app import create_app
 from ussd_service.config import Settings
+from ussd_service.event_loop import new_event_loop
 from ussd_service.logs import configure_logging
 from ussd_service.menu_files import load_menus
 
@@ -51,6 +52,7 @@ def _worker(settings_json: str, parent_pid: int) -> None:
         reuse_port=True,
         print=None,
         access_log=None,
+        loop=new_event_loop(),
     )
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 from menus.fields import Channel, StrictModel, Text
 from menus.hop import Steps, guard
 from menus.operations import UNAVAILABLE, OperationSpec
-from menus.screen import Handoff, Page, PageLimits, paginate
+from menus.screen import Handoff, Page, PageLimits, layout
 from menus.state import scope_of
 
 if TYPE_CHECKING:
@@ -196,12 +196,12 @@ class NodeKind(StrictModel):
         hop.labels, hop.keys = labels, keys
         if hop.voice:
             return [Page(header, tuple(range(len(labels))))]
-        return paginate(
+        return layout(
             header,
             labels,
             hop.menu.page_limits(state.language),
             back=bool(state.breadcrumb) and not self.final,
-            key=lambda _position, index: keys[index],
+            keys=keys,
         )
 
     def entries(self, hop: Hop, scope: dict[str, Any]) -> tuple[list[str], list[str]]:

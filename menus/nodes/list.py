@@ -10,7 +10,7 @@ from pydantic import Field
 from menus import limits
 from menus.fields import ArgValue, NodeId, Text
 from menus.nodes.base import Checks, Edge, NodeKind, Path_, Steps, check_operation, result_edges
-from menus.screen import Page, paginate
+from menus.screen import Page, layout
 from menus.state import compact, scope_of
 
 if TYPE_CHECKING:
@@ -98,12 +98,12 @@ class ListNode(NodeKind):
                 tuple(range(i, min(i + size, len(labels)))) for i in range(0, len(labels), size)
             ]
             return [Page(header if n == 0 else "", chunk) for n, chunk in enumerate(chunks or [()])]
-        return paginate(
+        return layout(
             header,
             labels,
             hop.menu.page_limits(language),
             back=bool(state.breadcrumb),
-            key=lambda position, _index: str(position + 1) if self.selectable else "",
+            keys=None if self.selectable else [""] * len(labels),
         )
 
     def handle(self, hop: Hop, text: str, pages: list[Page]) -> bool:

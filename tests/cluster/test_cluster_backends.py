@@ -24,10 +24,11 @@ import structlog
 from aiohttp.test_utils import TestClient
 from hops_harness import AfricasTalkingPhone, NativePhone, member, new_msisdn
 from redis.asyncio.cluster import ClusterPipeline
+from redis.crc import key_slot
 
 import ledger
 from embedded_servers.redis_cluster import LocalRedisCluster
-from session_store import RedisSessionStore, SessionRecord, SessionRef, StoreUnavailableError
+from session_store import RedisSessionStore, SessionRecord, SessionRef
 from session_store.dropoff import DropoffEvent, DropoffKind, RedisDropoffCounters
 from session_store.keys import session_key
 from session_store.redis_client import closed_under_the_command
@@ -339,24 +340,21 @@ async def test_hops_send_no_cluster_pipeline(
     assert pipelines == []
 
 
-async def test_a_resume_pointer_on_an_unavailable_master_costs_the_hop_nothing(
-    client: TestClient, pg_pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+async def test_a_subscribers_session_and_resume_pointer_share_one_slot(
+    client: TestClient, pg_pool: asyncpg.Pool, redis_client: aioredis.RedisCluster
 ) -> None:
-    """The pointer lives in the subscriber's slot, the session in its own: during a
-    failover of the pointer's master the session's hops go on, without the redial offer."""
-
-    async def unavailable(*_args: Any, **_kwargs: Any) -> None:
-        raise StoreUnavailableError("redis: master of the pointer's slot failing over")
-
+    """The session key carries its subscriber's tag, so the save script sets
+    the pointer on the same master and a redial's first read takes it."""
     caller = new_msisdn()
-    await member(pg_pool, caller, 100)
-    monkeypatch.setattr(RedisSessionStore, "take_dropped", unavailable)
-    monkeypatch.setattr(RedisSessionStore, "remember_dropped", unavailable)
-    monkeypatch.setattr(RedisSessionStore, "forget", unavailable)
+    await member(pg_pool, caller, 1000)
     phone = AfricasTalkingPhone(client, caller)  # a gateway that never reports drops
-    with structlog.testing.capture_logs() as logs:
-        assert "Бонусы" in (await phone.begin()).text
-        assert "Баланс" in (await phone.send("1")).text
-        assert "Бонусы" in (await phone.send("1")).text
-    warnings = [e["event"] for e in logs if e["log_level"] == "warning"]
-    assert warnings == ["resume_pointer_unavailable"] * 3
+    assert "Бонусы" in (await phone.begin()).text
+    assert "Номер получателя" in (await phone.send("4")).text
+    session_keys = [k async for k in redis_client.scan_iter(match=f"ussd:s:{{ussd:{caller}}}:*")]
+    pointer_keys = [k async for k in redis_client.scan_iter(match=f"ussd:resume:{{ussd:{caller}}}")]
+    assert len(session_keys) == 1
+    assert len(pointer_keys) == 1, "the save script left the redial offer"
+    assert key_slot(session_keys[0]) == key_slot(pointer_keys[0])
+    redial = AfricasTalkingPhone(client, caller)
+    assert "продолжить" in (await redial.begin()).text.lower()
+    assert not [k async for k in redis_client.scan_iter(match=f"ussd:resume:{{ussd:{caller}}}")]

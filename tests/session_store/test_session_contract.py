@@ -8,6 +8,7 @@ import itertools
 from datetime import timedelta
 
 import pytest
+from redis.crc import key_slot
 from session_harness import Harness
 
 from session_store import (
@@ -19,6 +20,7 @@ from session_store import (
     SessionStore,
     StoreSettings,
 )
+from session_store.keys import session_key, session_keys
 from session_store.settings import IVR_SESSION_TTL, RESUME_WINDOW, USSD_SESSION_TTL
 
 _ids = itertools.count()
@@ -355,3 +357,73 @@ async def test_resume_window_is_configurable_and_expires(
 async def test_resume_needs_an_e164_number(store: SessionStore, msisdn: str) -> None:
     with pytest.raises(InvalidKeyError):
         await store.take_dropped("ussd", msisdn)
+
+
+# --- a subscriber's session and pointer in one script -----------------------
+
+
+def subscriber_ref(msisdn: str = MSISDN) -> SessionRef:
+    return dataclasses.replace(new_ref(), msisdn=msisdn)
+
+
+async def test_a_new_session_takes_the_pointer_in_its_first_read(store: SessionStore) -> None:
+    await store.remember_dropped(point())
+    ref = subscriber_ref()
+    assert await store.load_or_take_dropped(ref) == (None, point())
+    assert await store.load_or_take_dropped(ref) == (None, None), "offered once"
+
+
+async def test_a_live_session_is_read_and_its_pointer_left(store: SessionStore) -> None:
+    ref = subscriber_ref()
+    await store.create(new_record(ref))
+    await store.remember_dropped(point())
+    record, taken = await store.load_or_take_dropped(ref)
+    assert taken is None
+    assert record == dataclasses.replace(new_record(ref), version=1)
+    assert await store.take_dropped("ussd", MSISDN) == point(), "the pointer is still there"
+
+
+async def test_a_winning_save_sets_or_deletes_the_pointer(
+    store: SessionStore, harness: Harness
+) -> None:
+    ref = subscriber_ref()
+    await store.create(new_record(ref))
+    here = dataclasses.replace(point(), session_id=ref.session_id, node="gift_amount")
+    saved = await store.save(new_record(ref, node="gift_amount"), 1, remember=here)
+    assert saved.saved
+    assert_close(await harness.resume_ttl_ms("ussd", MSISDN), RESUME_WINDOW)
+    assert await store.take_dropped("ussd", MSISDN) == here
+    await store.remember_dropped(here)
+    assert (await store.save(new_record(ref, node="bye"), 2, forget=True)).saved
+    assert await store.take_dropped("ussd", MSISDN) is None
+
+
+async def test_a_losing_save_leaves_the_pointer_alone(store: SessionStore) -> None:
+    ref = subscriber_ref()
+    await store.create(new_record(ref))
+    await store.save(new_record(ref, node="winner"), 1)
+    lost = await store.save(new_record(ref, node="loser"), 1, remember=point(node="loser"))
+    assert lost.status is SaveStatus.CONFLICT
+    assert await store.take_dropped("ussd", MSISDN) is None
+    await store.remember_dropped(point(node="kept"))
+    await store.delete(ref)
+    gone = await store.save(new_record(ref), 2, forget=True)
+    assert gone.status is SaveStatus.MISSING
+    assert await store.take_dropped("ussd", MSISDN) == point(node="kept")
+
+
+async def test_a_pointer_is_saved_only_with_its_own_subscriber(store: SessionStore) -> None:
+    ref = subscriber_ref()
+    await store.create(new_record(ref))
+    with pytest.raises(ValueError, match="own subscriber"):
+        await store.save(new_record(ref), 1, remember=point(msisdn="+79160000000"))
+
+
+async def test_sessions_of_one_subscriber_share_the_pointer_slot() -> None:
+    ref = subscriber_ref()
+    keys = session_keys("ussd", ref)
+    assert len(keys) == 2
+    assert len({key_slot(k.encode()) for k in keys}) == 1
+    other = dataclasses.replace(ref, session_id="another_gateway_session")
+    assert key_slot(session_key("ussd", other).encode()) == key_slot(keys[0].encode())
+    assert session_key("ussd", other) != keys[0]
