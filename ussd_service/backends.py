@@ -230,9 +230,22 @@ async def open_pg_pool(url: str, *, max_size: int, min_size: int = 0) -> asyncpg
     statements per connection (default 100; 0 behind PgBouncer in transaction mode).
     """
     dsn, options = pg_connect_args(url)
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, **options)
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, reset=_keep_session, **options
+    )
     assert pool is not None
     return pool
+
+
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """Nothing to reset when a connection goes back to the pool.
+
+    asyncpg's default reset sends ``RESET ALL; UNLISTEN *; CLOSE ALL; SELECT
+    pg_advisory_unlock_all()``: one more round trip per borrowed connection,
+    as many as a whole ledger operation. Our code leaves no session state (no
+    SET, LISTEN, cursors outside a transaction or session advisory locks), and
+    asyncpg still rolls back a transaction left open before this is called.
+    """
 
 
 @dataclass(frozen=True)
