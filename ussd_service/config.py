@@ -43,6 +43,7 @@ ENV_VARS: Mapping[str, str] = {
     "reminder_days": "USSD_REMINDER_DAYS",
     "reminder_batch": "USSD_REMINDER_BATCH",
     "reminder_interval": "USSD_REMINDER_INTERVAL",
+    "reminder_hours": "USSD_REMINDER_HOURS",
     # Earning rules of POST /v1/events (ussd_service/earning_rules.py).
     "earning_rules_file": "USSD_EARNING_RULES_FILE",
 }
@@ -106,6 +107,8 @@ class Settings(BaseModel):
     reminder_batch: int = Field(default=500, ge=1, le=MAX_REMINDER_BATCH)
     # Seconds between reminder passes when nothing more is due.
     reminder_interval: float = Field(default=600.0, gt=0, le=86_400)
+    # Local hours (programme time zone) reminders are sent in, "FROM-TO": none at night.
+    reminder_hours: str = Field(default="10-21", pattern=r"^\d{1,2}-\d{1,2}$")
     # Accrual rules for POST /v1/events (a missing file: events are refused with a 503).
     earning_rules_file: Path = Path("earning_rules.yaml")
 
@@ -134,6 +137,20 @@ class Settings(BaseModel):
     @classmethod
     def _method_upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("reminder_hours")
+    @classmethod
+    def _hours_in_a_day(cls, value: str) -> str:
+        start, end = (int(part) for part in value.split("-"))
+        if not 0 <= start < end <= 24:
+            raise ValueError("must be FROM-TO hours with 0 <= FROM < TO <= 24, like 10-21")
+        return value
+
+    @property
+    def reminder_window(self) -> tuple[int, int]:
+        """The hours reminders go out in: [start, end) of the programme's local day."""
+        start, end = (int(part) for part in self.reminder_hours.split("-"))
+        return start, end
 
     @field_validator("api_token", "gateway_secret", "twilio_auth_token")
     @classmethod

@@ -4,7 +4,8 @@ Each pass asks the ledger (``ledger.remind_expiring``) to claim up to
 ``USSD_REMINDER_BATCH`` lots expiring within ``USSD_REMINDER_DAYS`` days and
 queue their SMS in the same transaction; the notification worker then
 renders them (``sms.notifications.points_expiring``, in the member's
-language) and delivers them like every other notification. Every service
+language) and delivers them like every other notification. Passes run only
+in ``USSD_REMINDER_HOURS`` of the programme's day (no SMS at night). Every service
 process and ``ussd-service worker`` run it: the ledger's claim makes
 concurrent passes take different lots, so each lot is reminded once.
 """
@@ -13,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import structlog
@@ -28,13 +30,22 @@ log = structlog.get_logger(__name__)
 MAX_ERROR_WAIT_S = 600.0
 
 
+def sending_hours(moment: datetime, settings: Settings) -> bool:
+    """True when ``moment`` falls in the reminder hours of the programme's local day."""
+    start, end = settings.reminder_window
+    local = moment.astimezone(ZoneInfo(settings.ledger_settings().timezone))
+    return start <= local.hour < end
+
+
 async def remind_once(
     pool: asyncpg.Pool,
     settings: Settings,
     *,
     clock: ledger.Clock = ledger.SYSTEM_CLOCK,
 ) -> ledger.ReminderRun:
-    """One pass at the clock's time (nothing when ``reminder_days`` is 0)."""
+    """One pass at the clock's time (nothing when ``reminder_days`` is 0 or out of hours)."""
+    if not sending_hours(clock.now(), settings):
+        return ledger.ReminderRun(0, 0)
     return await ledger.remind_expiring(
         pool,
         within=timedelta(days=settings.reminder_days),

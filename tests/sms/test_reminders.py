@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 from sms_harness import RECIPIENT, SENDER, THIRD, FakeGateway, member
@@ -19,6 +20,7 @@ from ussd_service.config import Settings
 from ussd_service.notifier import Notifier
 
 ROOT = Path(__file__).resolve().parents[2]
+MOSCOW = ZoneInfo("Europe/Moscow")
 
 
 def reminder_texts(fake: FakeGateway, msisdn: str) -> list[str]:
@@ -38,6 +40,7 @@ async def test_members_are_told_once_in_their_language(
     clock: ledger.ManualClock,
 ) -> None:
     fake, _ = gateway
+    settings = settings.model_copy(update={"reminder_hours": "0-24"})  # whenever the test runs
     today = clock.now().date()
     soon, later, far = today + timedelta(days=10), today + timedelta(days=3), today + timedelta(40)
     await member(pg_pool, SENDER)
@@ -86,6 +89,7 @@ async def test_members_are_told_once_in_their_language(
 async def test_reminders_off_and_window_from_settings(
     pg_pool: asyncpg.Pool, settings: Settings, clock: ledger.ManualClock
 ) -> None:
+    settings = settings.model_copy(update={"reminder_hours": "0-24"})
     await member(pg_pool, SENDER)
     await credit(pg_pool, SENDER, 10, clock.now().date() + timedelta(days=20), "k")
     assert (await reminders.remind_once(pg_pool, settings, clock=clock)).lots == 0
@@ -108,6 +112,7 @@ async def test_worker_command_sends_the_reminders(
         "USSD_MENU_FILE": str(settings.menu_file),
         "USSD_LOG_FORMAT": "json",
         "USSD_REMINDER_DAYS": "3",
+        "USSD_REMINDER_HOURS": "0-24",
     }
     env.pop("USSD_SMS_GATEWAY_URL", None)
     proc = await asyncio.create_subprocess_exec(
@@ -126,3 +131,17 @@ async def test_worker_command_sends_the_reminders(
     assert ", sent 1, retrying 0," in out.decode()
     sent = [m for m in await ledger.list_outbox(pg_pool) if m.event == "points_expiring"]
     assert [(m.status, m.payload["points"]) for m in sent] == [("sent", 7)]
+
+
+async def test_no_reminders_at_night(pg_pool: asyncpg.Pool, settings: Settings) -> None:
+    await member(pg_pool, SENDER)
+    tomorrow = datetime.now(MOSCOW).date() + timedelta(days=1)
+    await credit(pg_pool, SENDER, 10, tomorrow + timedelta(days=5), "n")
+    # 10-21 in Moscow (the default): not at 09:59 or 21:00, yes at 10:00.
+    clock = ledger.ManualClock(datetime.combine(tomorrow, time(9, 59), tzinfo=MOSCOW))
+    assert settings.reminder_hours == "10-21"
+    assert (await reminders.remind_once(pg_pool, settings, clock=clock)).lots == 0
+    clock.set(datetime.combine(tomorrow, time(21, 0), tzinfo=MOSCOW))
+    assert (await reminders.remind_once(pg_pool, settings, clock=clock)).lots == 0
+    clock.set(datetime.combine(tomorrow, time(10, 0), tzinfo=MOSCOW))
+    assert (await reminders.remind_once(pg_pool, settings, clock=clock)).lots == 1
