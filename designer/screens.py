@@ -71,6 +71,8 @@ def _variables() -> dict[str, Any]:
         "gift_sender": FRIEND,
         "acc": {"available": 1290, "points": 40, "code": "ok"},
         "dec": {"points": 40, "code": "ok"},
+        "sent_to": FRIEND,
+        "can": {"available": 1290, "points": 40, "recipient": FRIEND, "code": "ok"},
     }
 
 
@@ -154,6 +156,13 @@ class SampleOperations:
             items = [
                 {"gift_id": 7, "sender": FRIEND, "points": 40},
                 {"gift_id": 8, "sender": OTHER, "points": 1},
+            ]
+            return OperationResult("ok", {"items": items, "count": len(items)})
+        if name == "sent_gifts":
+            until = "2026-05-15T10:00:00+03:00"
+            items = [
+                {"gift_id": 9, "recipient": FRIEND, "points": 40, "expires_at": until},
+                {"gift_id": 10, "recipient": OTHER, "points": 1, "expires_at": until},
             ]
             return OperationResult("ok", {"items": items, "count": len(items)})
         return OperationResult("ok", {})

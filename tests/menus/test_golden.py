@@ -22,6 +22,24 @@ GOLDEN = Path(__file__).with_name("golden") / "default_menu.json"
 R = OperationResult
 GIFT_LIMITS = {"minimum": 10, "maximum": 10_000, "available": 1250, "allowance": 20_000}
 
+
+def sent_gifts(count: int) -> R:
+    """``count`` gifts waiting for an answer, 1 point, 2 points... (plurals on the way)."""
+    items = [
+        {
+            "gift_id": i,
+            "recipient": f"+7916200000{i % 10}",
+            "points": i,
+            "expires_at": "2026-05-15T10:00:00+00:00",
+        }
+        for i in range(1, count + 1)
+    ]
+    return R("ok", {"items": items, "count": count})
+
+
+SENT = sent_gifts(2)
+CANCELLED = R("ok", {"gift_id": 1, "points": 1, "recipient": "+79162000001", "available": 1251})
+
 # name -> (inputs, answers); the same script runs on USSD and IVR, in ru and en.
 SCRIPTS: dict[str, tuple[list[str | None], dict[str, Any]]] = {
     "balance": (["1", "1"], {}),
@@ -58,12 +76,25 @@ SCRIPTS: dict[str, tuple[list[str | None], dict[str, Any]]] = {
     "pending_decline": (["5", "1", "2"], {}),
     "pending_gone": (["5", "1", "1"], {"accept_gift": R("gift_expired")}),
     "pending_empty": (["5"], {"pending_gifts": R("ok", {"items": [], "count": 0})}),
+    # Gifts I sent (main 8): pick one, confirm, cancel; no; gone; none; a long list's pages.
+    "sent_cancel": (["8", "1", "1"], {"sent_gifts": SENT, "cancel_gift": CANCELLED}),
+    "sent_cancel_no": (["8", "1", "2"], {"sent_gifts": SENT}),
+    "sent_gone": (
+        ["8", "1", "1"],
+        {"sent_gifts": SENT, "cancel_gift": R("gift_not_pending", {"status": "accepted"})},
+    ),
+    "sent_expired": (
+        ["8", "1", "1"],
+        {"sent_gifts": SENT, "cancel_gift": R("gift_expired", {"status": "expired"})},
+    ),
+    "sent_empty": (["8", "1"], {"sent_gifts": R("ok", {"items": [], "count": 0})}),
+    "sent_paged": (["8", "99", "9", "1"], {"sent_gifts": sent_gifts(7)}),
     "language_switch": (["6", "2"], {}),
     "language_switch_ru": (["6", "1"], {}),
     "operator_key": (["0"], {}),
     "operator_option": (["7"], {}),
     "timeouts": ([None, None, None], {}),
-    "wrong_keys": (["8", "8", "8"], {}),
+    "wrong_keys": (["9", "9", "9"], {}),  # 8 is "Gifts I sent"
     "not_enrolled_join": (["1", "1", "1"], {"subscriber": R("ok", {"status": "not_enrolled"})}),
     "not_enrolled_no": (["1", "2"], {"subscriber": R("ok", {"status": "not_enrolled"})}),
     "not_enrolled_blocked": (

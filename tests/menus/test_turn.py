@@ -90,7 +90,7 @@ async def test_turns_match_the_async_api(default_menu: Menu) -> None:
 
 def test_a_turn_without_operations_is_done_at_once(default_menu: Menu) -> None:
     started, _seen = _finish(default_menu.turn_start("ussd"))
-    turn = default_menu.turn_step(started.state, "8")  # a wrong key runs nothing
+    turn = default_menu.turn_step(started.state, "9")  # a wrong key runs nothing
     assert turn.done
     assert turn.pending is None
     assert not turn.result.accepted

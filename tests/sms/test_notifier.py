@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 async def make_events(client: TestClient, pg_pool: asyncpg.Pool) -> None:
-    """Gift received (en), accepted and declined (ru), cancelled (en), expired+returned."""
+    """Gift received (en), accepted and declined (ru), cancelled (en, the sender told too)."""
     await member(pg_pool, SENDER, points=1000)
     await member(pg_pool, THIRD, points=1000)
     await member(pg_pool, RECIPIENT, language="en")
@@ -75,6 +75,7 @@ async def test_every_notification_arrives_once_in_its_language_despite_failures(
         ("gift_accepted", SENDER),
         ("gift_declined", THIRD),
         ("gift_received", RECIPIENT),
+        ("gift_returned", SENDER),
         ("gift_cancelled", RECIPIENT),
     ]
     assert await drain(notifier, clock) == 2
@@ -88,8 +89,13 @@ async def test_every_notification_arrives_once_in_its_language_despite_failures(
     to_recipient = fake.texts_to(RECIPIENT)
     assert len(to_recipient) == 4
     assert any(" sent you 40 points. Reply GIFT by " in text for text in to_recipient)
-    assert "The gift of 30 points was cancelled." in to_recipient
-    assert fake.texts_to(SENDER) == ["Ваш подарок 100 баллов принят."]
+    cancelled = "The gift of 30 points from +7 916 123-45-67 was cancelled by the sender."
+    assert cancelled in to_recipient
+    # Retries reorder deliveries.
+    assert sorted(fake.texts_to(SENDER)) == [
+        "Ваш подарок 100 баллов принят.",
+        "Подарок 30 баллов на +7 916 765-43-21 отменён, баллы вернулись.",
+    ]
     assert fake.texts_to(THIRD) == ["Ваш подарок 40 баллов отклонён."]
     for params in fake.accepted:
         assert params["from"] == "4555"
@@ -113,7 +119,7 @@ async def test_outbox_endpoint_shows_how_messages_went_out(
     await make_events(client, pg_pool)
     await drain(notifier, clock)
     body = await (await client.get("/v1/outbox", params={"status": "sent"})).json()
-    assert len(body["items"]) == 6
+    assert len(body["items"]) == 7
     first = body["items"][0]
     assert first["event"] == "gift_received"
     assert first["msisdn"] == RECIPIENT
@@ -137,21 +143,21 @@ async def test_gateway_down_keeps_messages_pending_then_they_go_out(
     await make_events(client, pg_pool)
     for _ in range(3):
         report = await notifier.run_once()
-        assert len(report.retrying) == 6
+        assert len(report.retrying) == 7
         clock.advance(timedelta(hours=1))
     pending = await outbox(pg_pool, "pending")
-    assert len(pending) == 6
+    assert len(pending) == 7
     assert {m.attempts for m in pending} == {3}
     assert {m.last_error for m in pending} == {"gateway answered 503: Service unavailable"}
     body = await (await client.get("/v1/outbox", params={"status": "pending"})).json()
-    assert [item["delivery"] for item in body["items"]] == [None] * 6
+    assert [item["delivery"] for item in body["items"]] == [None] * 7
     assert fake.accepted == []
 
     fake.down = False
     report = await notifier.run_once()
-    assert len(report.sent) == 6
-    assert len(fake.accepted) == 6
-    assert len({(p["to"], p["text"]) for p in fake.accepted}) == 6
+    assert len(report.sent) == 7
+    assert len(fake.accepted) == 7
+    assert len({(p["to"], p["text"]) for p in fake.accepted}) == 7
     assert await outbox(pg_pool, "pending") == []
 
 
