@@ -56,6 +56,7 @@ CHAIN_CONNECTIONS = 64
 CHAIN_DURATION_S = 8.0
 CLIENT_ROUND_TRIPS = (1, 2)
 REDIS_START_S = 10.0
+LOOPS_DEFAULT = "asyncio,uvloop"
 
 
 def _options(argv: list[str] | None) -> argparse.Namespace:
@@ -89,7 +90,7 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--chain-subscribers", type=int, default=CHAIN_SUBSCRIBERS)
     parser.add_argument("--chain-duration", type=float, default=CHAIN_DURATION_S)
     parser.add_argument("--clients", default=",".join(CLIENTS), help="Redis clients to compare")
-    parser.add_argument("--loops", default="asyncio,uvloop", help="event loops to compare")
+    parser.add_argument("--loops", default=LOOPS_DEFAULT, help="event loops to compare")
     parser.add_argument("--service-log-level", default=None, help="USSD_LOG_LEVEL of the service")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     parser.add_argument(
@@ -107,6 +108,8 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
         options.scaling_duration = min(options.scaling_duration, 1.5)
         options.confirm_sessions = min(options.confirm_sessions, 4)
         options.chain_duration = min(options.chain_duration, 1.5)
+        if options.loops == LOOPS_DEFAULT:
+            options.loops = "asyncio"
         options.no_scaling = True
         options.workers = 1
     return options
