@@ -27,14 +27,15 @@ async def test_accrual_then_subscriber_and_history(client: TestClient, pg_pool) 
     resp = await client.post("/v1/subscribers/89161234567/enrollment")
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["status"] == "active"
-    # A retry (same idempotency key) gets the first answer; a new request is refused.
+    # A retry (same idempotency key) gets the first answer; a new request is
+    # answered with the existing enrolment (tests/test_api_enrollment_blocking.py).
     repeat = await client.post("/v1/subscribers/89161234567/enrollment")
     assert repeat.status == 200
     again = await client.post(
         "/v1/subscribers/89161234567/enrollment", headers={"Idempotency-Key": "second"}
     )
-    assert again.status == 409
-    assert (await again.json())["error"] == "already_enrolled"
+    assert again.status == 200
+    assert (await again.json())["already"] is True
 
     body = {"msisdn": "+7 916 123-45-67", "points": 250, "reason": "bill", "idempotency_key": "b1"}
     first = await client.post("/v1/accruals", json=body)

@@ -473,6 +473,7 @@ async def join(request: web.Request) -> web.StreamResponse:
         msisdn,
         key=_key(msisdn, "enroll", nonce),
         language=t.language,
+        channel="web",
         settings=_ledger_settings(request),
     )
     if outcome.ok or outcome.code is ledger.Code.ALREADY_ENROLLED:

@@ -303,6 +303,8 @@ async def enrol(request: web.Request) -> web.StreamResponse:
         msisdn,
         key=f"help_desk:operator-{operator.id}:enroll:{msisdn}:{nonce}",
         language=language or None,
+        channel="help_desk",
+        staff_id=f"operator:{operator.name}"[: ledger.MAX_STAFF_ID],
         settings=_settings(request),
     )
     if outcome.ok:
