@@ -8,15 +8,25 @@ backend that is down or does not answer within ``DEADLINE_S`` is a 503 with
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
+import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import structlog
 from aiohttp import web
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -117,6 +127,45 @@ class SettlementRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Text | None = Field(default=None, max_length=200)
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+StaffId = Annotated[
+    str, Field(min_length=1, max_length=ledger.MAX_STAFF_ID), AfterValidator(_storable)
+]
+
+
+class EnrollmentRequest(BaseModel):
+    """Optional body of ``POST /v1/subscribers/{msisdn}/enrollment``: how they joined."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    channel: Literal["self", "shop", "help_desk", "web"] = "self"
+    # Who enrolled them; required for shop and help_desk.
+    staff_id: StaffId | None = None
+    document_checked: bool | None = None
+
+    @model_validator(mode="after")
+    def _staff_named(self) -> EnrollmentRequest:
+        if self.channel in ledger.STAFF_CHANNELS and self.staff_id is None:
+            raise ValueError(f"staff_id is required when channel is {self.channel}")
+        return self
+
+
+class BlockRequest(BaseModel):
+    """Body of ``POST /v1/subscribers/{msisdn}/block`` and ``.../unblock``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reason: Annotated[Text, AfterValidator(_not_blank)] = Field(
+        min_length=1, max_length=ledger.MAX_REASON
+    )
+    staff_id: StaffId | None = None
 
 
 def _json_error(status: int, message: str, **extra: Any) -> web.Response:
@@ -262,19 +311,78 @@ async def get_subscriber(request: web.Request) -> web.Response:
                 "points": balance.expiring_points,
                 "date": plain(balance.expiring_date),
             },
+            **await _membership(request, summary.msisdn),
         }
     )
 
 
+async def _membership(request: web.Request, number: str) -> dict[str, Any]:
+    """How they joined and, while blocked, the block (who, why, when)."""
+    pool = request.app[PG_POOL]
+    record = await ledger.enrollment_record(pool, number)
+    enrollment = None
+    if record is not None and record.enrolled_at is not None:
+        enrollment = {
+            "channel": record.channel,
+            "staff_id": record.staff_id,
+            "document_checked": record.document_checked,
+            "enrolled_at": plain(record.enrolled_at),
+        }
+    block = None
+    if record is not None and record.status == "blocked":
+        latest = next(iter(await ledger.block_history(pool, number, limit=1)), None)
+        block = None if latest is None else plain(latest)
+    return {"enrollment": enrollment, "block": block}
+
+
 async def post_enrollment(request: web.Request) -> web.Response:
-    """Join the programme (idempotent: a member stays a member)."""
+    """Join the programme; a member already is answered 200 with ``already: true``."""
     check_api(request)
     number = _msisdn(request)
-    key = _header_text(request, "Idempotency-Key", MAX_IDEMPOTENCY_KEY) or f"enroll:{number}"
-    outcome = await ledger.enroll(request.app[PG_POOL], number, key=f"api:{key}")
+    body: EnrollmentRequest = await _body(request, EnrollmentRequest, optional=True)
+    asked = body.model_dump()
+    given = _header_text(request, "Idempotency-Key", MAX_IDEMPOTENCY_KEY)
+    # Without a key, the same request is the same operation (its retry changes nothing).
+    digest = hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()[:16]
+    key = given or f"enroll:{number}:{digest}"
+    outcome = await ledger.enroll(request.app[PG_POOL], number, key=f"api:{key}", **asked)
     if outcome.code is ledger.Code.ALREADY_ENROLLED:
-        return _json_error(409, outcome.code.value)
+        return web.json_response({"msisdn": number, **outcome.details, "already": True})
+    if not outcome.ok:
+        return _outcome_response(outcome)
+    return web.json_response({**plain(outcome.value), **asked, "already": False})
+
+
+async def _status_change(request: web.Request, *, blocking: bool) -> web.Response:
+    check_api(request)
+    number = _msisdn(request)
+    body: BlockRequest = await _body(request, BlockRequest)
+    given = _header_text(request, "Idempotency-Key", MAX_IDEMPOTENCY_KEY)
+    named = _header_text(request, "X-Operator", 4 * MAX_OPERATOR_NAME)
+    pool = request.app[PG_POOL]
+    if not blocking and await ledger.get_subscriber(pool, number) is None:
+        return _json_error(404, "no such subscriber")
+    change = ledger.block if blocking else ledger.unblock
+    outcome = await change(
+        pool,
+        number,
+        # Without a key every call is its own (audited) request: a repeat is harmless.
+        key=f"api:{given or uuid.uuid4().hex}",
+        reason=body.reason,
+        actor=f"api:{named[:MAX_OPERATOR_NAME]}" if named else "api",
+        staff_id=body.staff_id,
+    )
     return _outcome_response(outcome)
+
+
+async def post_block(request: web.Request) -> web.Response:
+    """Bar a number (audited); gifts pending to it go back to their senders."""
+    return await _status_change(request, blocking=True)
+
+
+async def post_unblock(request: web.Request) -> web.Response:
+    """Lift a block (audited): a member again, or not enrolled if they never joined."""
+    return await _status_change(request, blocking=False)
 
 
 async def get_history(request: web.Request) -> web.Response:
@@ -463,6 +571,8 @@ _ROUTES: tuple[tuple[str, str, Handler, str], ...] = (
     ("POST", "/v1/events", post_event, "events"),
     ("GET", "/v1/subscribers/{msisdn}", get_subscriber, "subscriber"),
     ("POST", "/v1/subscribers/{msisdn}/enrollment", post_enrollment, "enrollment"),
+    ("POST", "/v1/subscribers/{msisdn}/block", post_block, "block"),
+    ("POST", "/v1/subscribers/{msisdn}/unblock", post_unblock, "unblock"),
     ("GET", "/v1/subscribers/{msisdn}/history", get_history, "history"),
     ("POST", "/v1/redemptions/{id}/fulfilled", redemption_fulfilled, "redemption_fulfilled"),
     ("POST", "/v1/redemptions/{id}/failed", redemption_failed, "redemption_failed"),

@@ -175,6 +175,72 @@ def _settlement(summary: str) -> dict[str, Any]:
     }
 
 
+_IDEMPOTENCY_KEY = {"type": "string", "minLength": 1, "maxLength": 128}
+_STAFF_ID = {"type": "string", "minLength": 1, "maxLength": 64}
+_ENROLLMENT_BODY = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "channel": {"type": "string", "enum": ["self", "shop", "help_desk", "web"]},
+        "staff_id": _STAFF_ID,
+        "document_checked": {"type": "boolean"},
+    },
+}
+_ENROLLMENT = {
+    "type": "object",
+    "properties": {
+        "msisdn": _STR,
+        "status": _STR,
+        "enrolled_at": {"type": ["string", "null"], "format": "date-time"},
+        "channel": {"type": ["string", "null"]},
+        "staff_id": {"type": ["string", "null"]},
+        "document_checked": {"type": ["boolean", "null"]},
+        "already": {"type": "boolean"},
+    },
+}
+_BLOCK_BODY = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["reason"],
+    "properties": {
+        "reason": {"type": "string", "minLength": 1, "maxLength": 500},
+        "staff_id": _STAFF_ID,
+    },
+}
+_BLOCK_RESULT = {
+    "type": "object",
+    "properties": {
+        "msisdn": _STR,
+        "status": {"type": "string", "enum": ["not_enrolled", "active", "blocked"]},
+        "changed": {"type": "boolean"},
+        "gifts_returned": {"type": "integer"},
+    },
+}
+
+
+def _status_change(summary: str, description: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "description": description
+            + " Idempotent with `Idempotency-Key`; `X-Operator` names the caller in the audit.",
+            "tags": ["ledger"],
+            "security": _API_SECURITY,
+            "parameters": [
+                *_MSISDN_PARAM,
+                {"name": "Idempotency-Key", "in": "header", "schema": _IDEMPOTENCY_KEY},
+                {"name": "X-Operator", "in": "header", "schema": _STR},
+            ],
+            "requestBody": {"required": True, "content": {_JSON: {"schema": _BLOCK_BODY}}},
+            "responses": {
+                "200": _json_response("the status now", _BLOCK_RESULT),
+                "404": _json_response("a number never seen (unblock)", _ERROR),
+                **_LEDGER_ERRORS,
+            },
+        }
+    }
+
+
 PATHS: dict[str, dict[str, Any]] = {
     "/v1/accruals": {
         "post": {
@@ -321,6 +387,14 @@ PATHS: dict[str, dict[str, Any]] = {
                                     "date": {"type": ["string", "null"], "format": "date"},
                                 },
                             },
+                            "enrollment": {
+                                "type": ["object", "null"],
+                                "description": "how they joined (null before joining)",
+                            },
+                            "block": {
+                                "type": ["object", "null"],
+                                "description": "while blocked: the latest block (who, why, when)",
+                            },
                         },
                     },
                 ),
@@ -331,16 +405,36 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/v1/subscribers/{msisdn}/enrollment": {
         "post": {
-            "summary": "Join the programme.",
+            "summary": "Join the programme (and queue the welcome SMS).",
+            "description": (
+                "Optional body: how they joined. `staff_id` is required for `shop` and "
+                "`help_desk`. Without a body the channel is `self`. A member already is "
+                "answered 200 with their enrolment and `already: true` (nothing recorded, "
+                "no second welcome); a blocked number is a 409."
+            ),
             "tags": ["ledger"],
             "security": _API_SECURITY,
             "parameters": [
                 *_MSISDN_PARAM,
-                {"name": "Idempotency-Key", "in": "header", "schema": _STR},
+                {"name": "Idempotency-Key", "in": "header", "schema": _IDEMPOTENCY_KEY},
             ],
-            "responses": {"200": _json_response("the enrolment"), **_LEDGER_ERRORS},
+            "requestBody": {
+                "required": False,
+                "content": {_JSON: {"schema": _ENROLLMENT_BODY}},
+            },
+            "responses": {"200": _json_response("the enrolment", _ENROLLMENT), **_LEDGER_ERRORS},
         }
     },
+    "/v1/subscribers/{msisdn}/block": _status_change(
+        "Bar a number (audited); gifts pending to it go back to their senders.",
+        "Blocking a blocked number changes nothing and is audited (`changed: false`). "
+        "Gifts the blocked member sent stay pending for their recipients.",
+    ),
+    "/v1/subscribers/{msisdn}/unblock": _status_change(
+        "Lift a block (audited): a member again, or not_enrolled if they never joined.",
+        "Unblocking a number that is not blocked changes nothing (`changed: false`); "
+        "a number never seen is a 404.",
+    ),
     "/v1/subscribers/{msisdn}/history": {
         "get": {
             "summary": "Latest ledger movements of a member, newest first.",
