@@ -23,11 +23,12 @@ except ImportError:  # pragma: no cover
 
 
 # What the fast reader (yaml_rs) reads differently from ruamel.yaml, or not at
-# all: tags, merge keys, timestamps and times, directives and several
-# documents, tabs, a byte order mark. A file with any of them is read by
-# ruamel.yaml alone, as before. The patterns may match where there is none (a
-# "!" after a space in a text), which only costs time; each starts with a
-# literal so that a large file is scanned in milliseconds.
+# all: tags, merge keys, timestamps and times, directives, tabs, a byte order
+# mark. A file with any of them is read by ruamel.yaml alone, as before (so is
+# a file of several documents: yaml_rs reads it as a list). The patterns may
+# match where there is none (a "!" after a space in a text), which only costs
+# time; each starts with a literal so that a large file is scanned in
+# milliseconds.
 _UNUSUAL = tuple(
     re.compile(pattern)
     for pattern in (
@@ -35,14 +36,14 @@ _UNUSUAL = tuple(
         "<<",
         r":\d\d:\d\d",
         r"-\d\d?-\d\d?",
-        r"\n(?:%|---|\.\.\.)",
+        r"\n%",
         "[\t\ufeff]",
     )
 )
 
 
 def _unusual(text: str) -> bool:
-    return text.startswith(("!", "%", "---", "...")) or any(p.search(text) for p in _UNUSUAL)
+    return text.startswith(("!", "%")) or any(p.search(text) for p in _UNUSUAL)
 
 
 class Document(dict[Any, Any]):

@@ -45,6 +45,7 @@ def test_menu_files_read_as_ruamel_yaml_reads_them(path: Path) -> None:
         ("a: 12:30:00\nb: 'yes'\nc: yes\n", {"a": "12:30:00", "b": "yes", "c": "yes"}),
         ("\ufeffa: 1\n", {"a": 1}),
         ("a: 017\nb: 0o17\nc: 1_000\n", {"a": 17, "b": 15, "c": 1000}),
+        ("---\na: [x, 'y']\n...\n", {"a": ["x", "y"]}),
     ],
 )
 def test_yaml_forms_read_as_ruamel_yaml_reads_them(text: str, expected: object) -> None:
