@@ -38,7 +38,7 @@ import psutil
 import ledger
 from embedded_servers import EmbeddedServers
 from ledger.migrations import migrate
-from ussd_service.backends import open_pg_pool
+from ussd_service.backends import PG_STATEMENT_CACHE_PARAM, connect_pg, open_pg_pool
 
 POINTS_EACH = 10_000_000
 GIFT_POINTS = 10
@@ -167,7 +167,7 @@ async def run(
 ) -> list[Figures]:
     pool_size = pool_size or clients
     meters = Meters()
-    conn = await asyncpg.connect(database_url)
+    conn = await connect_pg(database_url)
     try:
         await migrate(conn)
         shown = ("fsync", "synchronous_commit", "commit_delay", "commit_siblings")
@@ -179,9 +179,10 @@ async def run(
             meters.postmaster = None  # PostgreSQL on another machine: no CPU figures
     finally:
         await conn.close()
+    cache = "statement cache off, " if f"{PG_STATEMENT_CACHE_PARAM}=0" in database_url else ""
     print(
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC  PostgreSQL: {settings}, {clients} clients, "
-        f"pool {pool_size}, {seconds:.0f} s per scenario"
+        f"pool {pool_size}, {cache}{seconds:.0f} s per scenario"
     )
     pool = await open_pg_pool(database_url, min_size=pool_size, max_size=pool_size)
 
@@ -275,6 +276,11 @@ def main() -> None:
         metavar="NAME=VALUE",
         help="a setting for the embedded PostgreSQL (ALTER SYSTEM, reloaded), e.g. commit_delay=20",
     )
+    parser.add_argument(
+        "--no-statement-cache",
+        action="store_true",
+        help="statement_cache_size=0, as behind PgBouncer in transaction mode",
+    )
     args = parser.parse_args()
     scenarios = tuple(name for name in args.scenarios.split(",") if name)
     unknown = set(scenarios) - set(SCENARIOS)
@@ -287,11 +293,13 @@ def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
     servers = EmbeddedServers(data_dir, durable=True)
     try:
-        urls = servers.start()
+        database_url = servers.start().database_url
         if args.pg_setting:
-            asyncio.run(_configure(urls.database_url, args.pg_setting))
+            asyncio.run(_configure(database_url, args.pg_setting))
+        if args.no_statement_cache:
+            database_url += f"&{PG_STATEMENT_CACHE_PARAM}=0"
         asyncio.run(
-            run(urls.database_url, args.clients, args.seconds, pool_size=args.pool,
+            run(database_url, args.clients, args.seconds, pool_size=args.pool,
                 scenarios=scenarios)
         )  # fmt: skip
     finally:

@@ -16,6 +16,7 @@ Rules every caller follows:
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,9 +25,16 @@ from typing import Any
 
 import asyncpg
 
+from ledger import msisdn
 from ledger._tx import Conn, Op
 
 SYSTEM_ACCOUNTS = ("issuance", "escrow", "redemption", "expired")
+
+# ledger.msisdn's functions, remembered: phonenumbers takes 100-200 us to read
+# a number, a gift reads two, and the same few numbers come back hop after hop.
+# (An unreadable own number raises InvalidMsisdn, which is never cached.)
+normalize = functools.lru_cache(maxsize=16384)(msisdn.normalize)
+try_normalize = functools.lru_cache(maxsize=16384)(msisdn.try_normalize)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,6 @@ from ledger._tx import (
 )
 from ledger.clock import SYSTEM_CLOCK, Clock
 from ledger.errors import Code
-from ledger.msisdn import normalize, try_normalize
 from ledger.results import (
     GiftAccepted,
     GiftCancelled,
@@ -74,8 +73,8 @@ async def gift(
     invalid_recipient, self_gift, below_minimum, above_maximum,
     recipient_not_enrolled, daily_cap_exceeded, insufficient_points.
     """
-    sender_number = normalize(sender, settings.default_region)
-    recipient_number = try_normalize(recipient, settings.default_region)
+    sender_number = _accounts.normalize(sender, settings.default_region)
+    recipient_number = _accounts.try_normalize(recipient, settings.default_region)
     if isinstance(points, bool) or not isinstance(points, int):
         raise TypeError(f"points must be an int, not {type(points).__name__}")
 
@@ -121,7 +120,7 @@ async def pending_gifts(
     settings: LedgerSettings = DEFAULT_SETTINGS,
 ) -> Outcome[PendingGifts]:
     """Gifts waiting for the recipient's answer, oldest first. Code: ok."""
-    number = normalize(recipient, settings.default_region)
+    number = _accounts.normalize(recipient, settings.default_region)
     async with pool.acquire() as conn:
         rows = await conn.fetch(
             "SELECT g.id, s.msisdn AS sender, g.points, g.created_at, g.expires_at "
@@ -150,7 +149,7 @@ async def sent_gifts(
 
     Code: ok.
     """
-    number = normalize(sender, settings.default_region)
+    number = _accounts.normalize(sender, settings.default_region)
     async with pool.acquire() as conn:
         rows = await conn.fetch(
             "SELECT g.id, r.msisdn AS recipient, g.points, g.created_at, g.expires_at "
@@ -244,7 +243,7 @@ async def accept_gift(
 
     Codes: ok, no_pending_gift, gift_expired, gift_not_pending.
     """
-    number = normalize(recipient, settings.default_region)
+    number = _accounts.normalize(recipient, settings.default_region)
 
     return await call_operation(
         pool,
@@ -272,7 +271,7 @@ async def decline_gift(
 
     Codes: ok, no_pending_gift, gift_expired, gift_not_pending.
     """
-    number = normalize(recipient, settings.default_region)
+    number = _accounts.normalize(recipient, settings.default_region)
 
     async def body(op: Op) -> Outcome[GiftDeclined]:
         dst = await _accounts.find_subscriber(op.conn, number)
@@ -332,8 +331,8 @@ async def cancel_gift(
     Both sides are told by SMS: the recipient ``gift_cancelled``, the sender
     ``gift_returned`` with ``reason: cancelled`` (an operator may cancel for them).
     """
-    number = None if sender is None else normalize(sender, settings.default_region)
-    to = None if recipient is None else normalize(recipient, settings.default_region)
+    number = None if sender is None else _accounts.normalize(sender, settings.default_region)
+    to = None if recipient is None else _accounts.normalize(recipient, settings.default_region)
     if number is None and gift_id is None:
         raise ValueError("cancel_gift needs the sender or the gift")
 

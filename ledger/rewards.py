@@ -23,7 +23,6 @@ from ledger import _accounts
 from ledger._tx import Op, call_operation, run_operation
 from ledger.clock import SYSTEM_CLOCK, Clock
 from ledger.errors import Code
-from ledger.msisdn import normalize
 from ledger.results import Catalog, CatalogItem, Outcome, Redemption, RedemptionSettlement
 from ledger.settings import DEFAULT_SETTINGS, LedgerSettings
 
@@ -232,7 +231,7 @@ async def redeem(
     calls back). It is called after the reservation commits, also for a
     retried request, so a crash in between is healed by the retry.
     """
-    number = normalize(msisdn, settings.default_region)
+    number = _accounts.normalize(msisdn, settings.default_region)
     code_wanted = reward_code.strip().lower()
 
     outcome = await call_operation(
