@@ -161,7 +161,10 @@ def test_chain_and_client_phases_with_tiny_numbers(tmp_path):
         for name in ("baseline", "service"):
             assert row[name]["hops_per_s"] > 0
             assert row[name]["errors"] == 0
-            assert row[name]["cpu_us_per_hop"] > 0
+            assert row[name]["cpu_us_per_hop"] >= 0
+    # CPU is read in clock ticks: a short window of the light baseline may read 0, the
+    # service's walks over both rounds do not.
+    assert sum(row["service"]["cpu_us_per_hop"] for row in rounds) > 0
     rows = results["clients"]["rows"]
     assert [(r["client"], r["round_trips"]) for r in rows] == [("redis-py", 1), ("redis-py", 2)]
     assert all(r["errors"] == 0 and r["hops_per_s"] > 0 for r in rows)
