@@ -8,6 +8,11 @@ cancelled by the sender (escrow -> the sender's original lots), or expired by
 the sweeper (likewise). Accept, decline and cancel check ``expires_at``
 themselves, so a gift past its expiry can only be expired, whenever the
 sweeper happens to run.
+
+``gift`` and ``accept_gift`` run as stored functions, one statement each
+(``ledger_gift``, ``ledger_accept_gift`` in migration 0007): their rules live
+there, and ``ledger_resolve_gift`` is ``_resolve``'s twin, so a change to one
+is made to the other.
 """
 
 from __future__ import annotations

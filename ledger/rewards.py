@@ -4,6 +4,8 @@ A redemption reserves the reward's price at once (subscriber -> escrow, lots
 soonest-expiring first). Provisioning then answers: fulfilled (escrow ->
 redemption account) or failed (escrow -> the subscriber's original lots).
 With ``provisioning="dev"`` the built-in ``DevProvisioner`` fulfils at once.
+The reservation is the stored function ``ledger_redeem`` (migration 0007),
+one statement.
 """
 
 from __future__ import annotations
