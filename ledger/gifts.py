@@ -9,8 +9,9 @@ the sweeper (likewise). Accept, decline and cancel check ``expires_at``
 themselves, so a gift past its expiry can only be expired, whenever the
 sweeper happens to run.
 
-``gift`` and ``accept_gift`` run as stored functions, one statement each
-(``ledger_gift``, ``ledger_accept_gift`` in migration 0007): their rules live
+``gift``, ``accept_gift`` and ``decline_gift`` run as stored functions, one
+statement each (``ledger_gift``, ``ledger_accept_gift``, ``ledger_decline_gift``
+in migration 0007; ``cancel_gift`` and the sweeper stay in Python): their rules live
 there, and ``ledger_resolve_gift`` is ``_resolve``'s twin, so a change to one
 is made to the other.
 """
@@ -53,6 +54,7 @@ from ledger.settings import DEFAULT_SETTINGS, LedgerSettings
 # The stored functions of migration 0007: each operation in one statement.
 _GIFT = "SELECT state, result FROM ledger_gift($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 _ACCEPT_GIFT = "SELECT state, result FROM ledger_accept_gift($1, $2, $3, $4, $5)"
+_DECLINE_GIFT = "SELECT state, result FROM ledger_decline_gift($1, $2, $3, $4, $5)"
 _BIGINT = 2**63 - 1
 
 
@@ -278,29 +280,14 @@ async def decline_gift(
     """
     number = _accounts.normalize(recipient, settings.default_region)
 
-    async def body(op: Op) -> Outcome[GiftDeclined]:
-        dst = await _accounts.find_subscriber(op.conn, number)
-        if dst is None:
-            return Outcome(Code.NO_PENDING_GIFT)
-        op.subscriber_id = dst.id
-        row, code = await _resolve(op, "recipient_id", dst.id, gift_id, "declined")
-        if row is None:
-            return Outcome(code)
-        sender, _ = await _return_to_sender(op, row)
-        await _accounts.emit(
-            op, "gift_declined", sender.msisdn,
-            _gift_payload(sender.language, row, recipient=dst.msisdn),
-        )  # fmt: skip
-        remaining = await _accounts.pending_gift_count(op.conn, dst.id, op.now)
-        return Outcome(Code.OK, GiftDeclined(row["id"], row["points"], sender.msisdn, remaining))
-
-    return await run_operation(
+    return await call_operation(
         pool,
         kind="decline_gift",
         key=key,
         request={"recipient": number, "gift_id": gift_id},
         value_type=GiftDeclined,
-        body=body,
+        query=_DECLINE_GIFT,
+        args=lambda _now: (number, gift_id),
         clock=clock,
         settings=settings,
     )

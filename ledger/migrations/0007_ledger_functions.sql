@@ -427,3 +427,69 @@ BEGIN
     body := ledger_redeem_body(op, p_now, p_msisdn, p_reward, p_default_language);
     result := ledger_complete(op, body.subscriber_id, body.outcome);
 END $$;
+
+-- ---------------------------------------------------------------------------
+-- decline_gift: the recipient refuses the given gift or their oldest pending
+-- one; the points go back to the sender's original lots (gifts._return_to_sender).
+
+CREATE FUNCTION ledger_decline_gift_body(
+    p_op bigint, p_now timestamptz, p_recipient text, p_gift bigint,
+    OUT subscriber_id bigint, OUT outcome jsonb
+) LANGUAGE plpgsql AS $$
+DECLARE
+    dst record;
+    resolved record;
+    sender record;
+    lot_ids bigint[];
+    amounts bigint[];
+BEGIN
+    SELECT s.id, s.msisdn INTO dst
+    FROM subscribers s JOIN accounts a ON a.subscriber_id = s.id WHERE s.msisdn = p_recipient;
+    IF NOT FOUND THEN
+        outcome := ledger_outcome('no_pending_gift');
+        RETURN;
+    END IF;
+    subscriber_id := dst.id;
+    resolved := ledger_resolve_gift(p_op, p_now, 'recipient', dst.id, p_gift, 'declined');
+    IF resolved.code <> 'ok' THEN
+        outcome := ledger_outcome(resolved.code);
+        RETURN;
+    END IF;
+    SELECT s.id, a.id AS account_id, s.msisdn, s.language INTO sender
+    FROM subscribers s JOIN accounts a ON a.subscriber_id = s.id
+    WHERE s.id = (resolved.gift).sender_id;
+    PERFORM ledger_lock_account(sender.account_id);
+    SELECT array_agg(m.lot_id ORDER BY m.id), array_agg(-m.amount ORDER BY m.id)
+    INTO lot_ids, amounts
+    FROM lot_moves m WHERE m.operation_id = (resolved.gift).operation_id AND m.amount < 0;
+    IF ledger_post(p_op, sender.account_id, (SELECT sum(x) FROM unnest(amounts) x)::bigint,
+                   'escrow', p_now) IS NULL THEN
+        RAISE EXCEPTION 'account %: credit refused', sender.account_id;
+    END IF;
+    PERFORM ledger_move_lots(p_op, lot_ids, amounts, p_now);
+    PERFORM ledger_emit(p_op, 'gift_declined', sender.msisdn, jsonb_build_object(
+        'language', sender.language, 'gift_id', (resolved.gift).id,
+        'points', (resolved.gift).points, 'recipient', dst.msisdn), p_now);
+    outcome := ledger_outcome('ok', jsonb_build_object(
+        'gift_id', (resolved.gift).id, 'points', (resolved.gift).points, 'sender', sender.msisdn,
+        'remaining', (SELECT count(*) FROM gifts g WHERE g.recipient_id = dst.id
+                      AND g.status = 'pending' AND g.expires_at > p_now)));
+END $$;
+
+CREATE FUNCTION ledger_decline_gift(
+    p_key text, p_hash text, p_now timestamptz, p_recipient text, p_gift bigint,
+    OUT state text, OUT result jsonb
+) LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    op bigint;
+    body record;
+BEGIN
+    SELECT b.op_pk, b.state, b.result INTO op, state, result
+    FROM ledger_begin(p_key, 'decline_gift', p_hash, p_now) b;
+    IF state <> 'new' THEN
+        RETURN;
+    END IF;
+    body := ledger_decline_gift_body(op, p_now, p_recipient, p_gift);
+    result := ledger_complete(op, body.subscriber_id, body.outcome);
+END $$;

@@ -1,4 +1,4 @@
-"""gift, accept_gift and redeem: one statement each (stored functions), also without
+"""gift, accept_gift, decline_gift and redeem: one statement each (stored functions), also without
 asyncpg's statement cache (PgBouncer), with the stored result in the encoder's format."""
 
 from __future__ import annotations
@@ -71,6 +71,11 @@ async def test_each_operation_is_one_statement(
         accepted = await ledger.accept_gift(harness.pool, b, key=key(), **harness.ctx)
         assert accepted.ok
         assert len(await statements.settle()) == 1
+        await ledger.gift(harness.pool, a, b, 10, key=key(), **harness.ctx)
+        await statements.settle()
+        declined = await ledger.decline_gift(harness.pool, b, key=key(), **harness.ctx)
+        assert declined.ok
+        assert len(await statements.settle()) == 1
         redeemed = await ledger.redeem(harness.pool, a, "sms-50", key=key(), **harness.ctx)
         assert redeemed.ok
         # The dev provisioner's fulfilment is a transaction of its own.
@@ -102,14 +107,20 @@ async def test_stored_results_are_what_the_python_encoder_writes(lg: LedgerHarne
         "rejected": await ledger.gift(lg.pool, a, b, 5, key="small", **lg.ctx),
         "accept": await ledger.accept_gift(lg.pool, b, key="acc", **lg.ctx),
         "none": await ledger.accept_gift(lg.pool, b, key="none", **lg.ctx),
+        "declined_gift": await ledger.gift(lg.pool, a, b, 50, key="g2", **lg.ctx),
+        "decline": await ledger.decline_gift(lg.pool, b, key="dec", **lg.ctx),
+        "decline_again": await ledger.decline_gift(lg.pool, b, key="dec2", **lg.ctx),
         "redeem": await ledger.redeem(lg.pool, a, "sms-50", key="r", **lg.ctx),
         "poor": await ledger.redeem(lg.pool, b, "cert-electronics-1000", key="poor", **lg.ctx),
     }
     assert outcomes["rejected"].code is Code.BELOW_MINIMUM
     assert outcomes["none"].code is Code.NO_PENDING_GIFT
     assert outcomes["poor"].code is Code.INSUFFICIENT_POINTS
+    assert outcomes["decline"].ok
+    assert outcomes["decline_again"].code is Code.NO_PENDING_GIFT
     keys = {"gift": "g", "rejected": "small", "accept": "acc", "none": "none", "redeem": "r",
-            "poor": "poor"}  # fmt: skip
+            "poor": "poor", "declined_gift": "g2", "decline": "dec",
+            "decline_again": "dec2"}  # fmt: skip
     for name, outcome in outcomes.items():
         stored = await lg.pool.fetchrow(
             "SELECT status, code, result FROM operations WHERE op_id = $1", keys[name]
