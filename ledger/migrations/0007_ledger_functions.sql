@@ -18,8 +18,11 @@
 -- limits and the request hash come from Python (the clock, the settings).
 -- Deadlocks and serialization failures abort the whole statement; Python
 -- runs it again with the same key (with_retries).
+--
+-- CREATE OR REPLACE throughout: the file can be run again by hand on a
+-- database that applied an earlier draft of it (psql -f), changing nothing else.
 
-CREATE FUNCTION ledger_begin(
+CREATE OR REPLACE FUNCTION ledger_begin(
     p_key text, p_kind text, p_hash text, p_now timestamptz,
     OUT op_pk bigint, OUT state text, OUT result jsonb
 ) LANGUAGE plpgsql AS $$
@@ -44,7 +47,7 @@ BEGIN
     END IF;
 END $$;
 
-CREATE FUNCTION ledger_complete(p_op bigint, p_subscriber bigint, p_outcome jsonb)
+CREATE OR REPLACE FUNCTION ledger_complete(p_op bigint, p_subscriber bigint, p_outcome jsonb)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE operations
@@ -57,14 +60,14 @@ END $$;
 -- Helpers are PL/pgSQL, not LANGUAGE sql: PL/pgSQL keeps its plans for the
 -- session, while a SQL function that cannot be inlined is parsed and planned
 -- again at every call.
-CREATE FUNCTION ledger_outcome(p_code text, p_value jsonb DEFAULT NULL, p_details jsonb DEFAULT '{}')
+CREATE OR REPLACE FUNCTION ledger_outcome(p_code text, p_value jsonb DEFAULT NULL, p_details jsonb DEFAULT '{}')
 RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
     RETURN jsonb_build_object('code', p_code, 'value', p_value, 'details', coalesce(p_details, '{}'));
 END $$;
 
 -- Lock one subscriber account (the caller's only one; see _accounts.py).
-CREATE FUNCTION ledger_lock_account(p_account bigint) RETURNS void LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION ledger_lock_account(p_account bigint) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM 1 FROM accounts WHERE id = p_account AND kind = 'subscriber' FOR UPDATE;
     IF NOT FOUND THEN
@@ -74,7 +77,7 @@ END $$;
 
 -- _accounts._post: change a subscriber balance against a system account,
 -- guarded; the new balance, or NULL when a debit would go below zero.
-CREATE FUNCTION ledger_post(
+CREATE OR REPLACE FUNCTION ledger_post(
     p_op bigint, p_account bigint, p_amount bigint, p_system text, p_now timestamptz
 ) RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
@@ -93,7 +96,7 @@ BEGIN
 END $$;
 
 -- _accounts._move_lots: change lots' remaining points and record each move, in order.
-CREATE FUNCTION ledger_move_lots(p_op bigint, p_lots bigint[], p_amounts bigint[], p_now timestamptz)
+CREATE OR REPLACE FUNCTION ledger_move_lots(p_op bigint, p_lots bigint[], p_amounts bigint[], p_now timestamptz)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     changed integer;
@@ -112,7 +115,7 @@ END $$;
 -- _accounts.debit: take p_points from a locked account, soonest-expiring lots
 -- first. Returns the points available before; writes nothing when that is
 -- less than p_points.
-CREATE FUNCTION ledger_debit(
+CREATE OR REPLACE FUNCTION ledger_debit(
     p_op bigint, p_account bigint, p_points bigint, p_system text, p_now timestamptz
 ) RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
@@ -145,14 +148,14 @@ BEGIN
     RETURN available;
 END $$;
 
-CREATE FUNCTION ledger_available(p_account bigint, p_now timestamptz)
+CREATE OR REPLACE FUNCTION ledger_available(p_account bigint, p_now timestamptz)
 RETURNS bigint LANGUAGE plpgsql STABLE AS $$
 BEGIN
     RETURN (SELECT coalesce(sum(remaining), 0)::bigint FROM point_lots
             WHERE account_id = p_account AND remaining > 0 AND expires_at > p_now);
 END $$;
 
-CREATE FUNCTION ledger_emit(p_op bigint, p_event text, p_msisdn text, p_payload jsonb, p_now timestamptz)
+CREATE OR REPLACE FUNCTION ledger_emit(p_op bigint, p_event text, p_msisdn text, p_payload jsonb, p_now timestamptz)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO outbox (event, msisdn, payload, next_attempt_at, operation_id, created_at)
@@ -163,7 +166,7 @@ END $$;
 -- gift: codes in the order ledger.gift documents them. p_recipient is NULL
 -- when Python could not read the number (invalid_recipient).
 
-CREATE FUNCTION ledger_gift_body(
+CREATE OR REPLACE FUNCTION ledger_gift_body(
     p_op bigint, p_now timestamptz, p_sender text, p_recipient text, p_points bigint,
     p_min bigint, p_max bigint, p_cap bigint, p_day_start timestamptz,
     p_expires_at timestamptz, p_expires_text text,
@@ -230,7 +233,7 @@ BEGIN
         'expires_at', p_expires_text, 'available', available - p_points));
 END $$;
 
-CREATE FUNCTION ledger_gift(
+CREATE OR REPLACE FUNCTION ledger_gift(
     p_key text, p_hash text, p_now timestamptz, p_sender text, p_recipient text,
     p_points bigint, p_min bigint, p_max bigint, p_cap bigint, p_day_start timestamptz,
     p_expires_at timestamptz, p_expires_text text,
@@ -256,7 +259,7 @@ END $$;
 
 -- gifts._resolve: the one guarded state change of a gift by its recipient
 -- (p_party 'recipient') or sender ('sender'); the gift row, or NULL with a code.
-CREATE FUNCTION ledger_resolve_gift(
+CREATE OR REPLACE FUNCTION ledger_resolve_gift(
     p_op bigint, p_now timestamptz, p_party text, p_party_id bigint, p_gift bigint,
     p_status text, OUT gift gifts, OUT code text
 ) LANGUAGE plpgsql AS $$
@@ -296,7 +299,7 @@ BEGIN
     END IF;
 END $$;
 
-CREATE FUNCTION ledger_accept_gift_body(
+CREATE OR REPLACE FUNCTION ledger_accept_gift_body(
     p_op bigint, p_now timestamptz, p_recipient text, p_gift bigint,
     OUT subscriber_id bigint, OUT outcome jsonb
 ) LANGUAGE plpgsql AS $$
@@ -343,7 +346,7 @@ BEGIN
                       AND g.status = 'pending' AND g.expires_at > p_now)));
 END $$;
 
-CREATE FUNCTION ledger_accept_gift(
+CREATE OR REPLACE FUNCTION ledger_accept_gift(
     p_key text, p_hash text, p_now timestamptz, p_recipient text, p_gift bigint,
     OUT state text, OUT result jsonb
 ) LANGUAGE plpgsql
@@ -365,7 +368,7 @@ END $$;
 -- redeem: reserve the reward's price (subscriber -> escrow). The title is in
 -- the subscriber's language, else the default language, else any.
 
-CREATE FUNCTION ledger_redeem_body(
+CREATE OR REPLACE FUNCTION ledger_redeem_body(
     p_op bigint, p_now timestamptz, p_msisdn text, p_reward text, p_default_language text,
     OUT subscriber_id bigint, OUT outcome jsonb
 ) LANGUAGE plpgsql AS $$
@@ -410,7 +413,7 @@ BEGIN
         'points', reward.price, 'available', available - reward.price, 'status', 'reserved'));
 END $$;
 
-CREATE FUNCTION ledger_redeem(
+CREATE OR REPLACE FUNCTION ledger_redeem(
     p_key text, p_hash text, p_now timestamptz, p_msisdn text, p_reward text,
     p_default_language text, OUT state text, OUT result jsonb
 ) LANGUAGE plpgsql
@@ -432,7 +435,7 @@ END $$;
 -- decline_gift: the recipient refuses the given gift or their oldest pending
 -- one; the points go back to the sender's original lots (gifts._return_to_sender).
 
-CREATE FUNCTION ledger_decline_gift_body(
+CREATE OR REPLACE FUNCTION ledger_decline_gift_body(
     p_op bigint, p_now timestamptz, p_recipient text, p_gift bigint,
     OUT subscriber_id bigint, OUT outcome jsonb
 ) LANGUAGE plpgsql AS $$
@@ -476,7 +479,7 @@ BEGIN
                       AND g.status = 'pending' AND g.expires_at > p_now)));
 END $$;
 
-CREATE FUNCTION ledger_decline_gift(
+CREATE OR REPLACE FUNCTION ledger_decline_gift(
     p_key text, p_hash text, p_now timestamptz, p_recipient text, p_gift bigint,
     OUT state text, OUT result jsonb
 ) LANGUAGE plpgsql
