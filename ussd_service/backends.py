@@ -122,11 +122,14 @@ async def apply_migrations(database_url: str) -> list[str]:
         await conn.close()
 
 
-# At a burst a hop waits briefly for a connection rather than failing (a USSD
-# hop can use two at once: its save and its resume pointer). On a cluster the
-# limit is per node, and a hop that finds none free fails at once (redis-py's
-# cluster client has no blocking pool): the same 128 per node leaves headroom.
-REDIS_MAX_CONNECTIONS = 128
+# A hop holds one connection at a time (its read, then its save script), so
+# the connections in use are at most the hops in flight. The service's pool
+# hands them out without waiting: redis-py's blocking pool costs a hop ~50 us
+# of CPU (a condition and a timer per command), a fifth of a navigation hop.
+# Past this many at once a command fails and the hop gets the polite "try
+# later" screen. On a cluster the limit is per node.
+REDIS_MAX_CONNECTIONS = 1024
+# Tools (``connected``) share a few connections: a command waits for one.
 REDIS_POOL_WAIT_S = 2.0
 REDIS_HEALTH_CHECK_S = 30
 #: How long ``open_redis`` waits for ``INFO cluster`` before assuming a standalone server.
@@ -189,13 +192,17 @@ async def redis_is_cluster(url: str) -> bool | None:
     return bool(info.get("cluster_enabled"))
 
 
-async def open_redis(url: str, *, max_connections: int = REDIS_MAX_CONNECTIONS) -> RedisClient:
+async def open_redis(
+    url: str, *, max_connections: int = REDIS_MAX_CONNECTIONS, wait: bool = False
+) -> RedisClient:
     """A client of ``url``: ``RedisCluster`` for a cluster node, else ``Redis``.
 
     The mode is asked of the server (``INFO cluster``), so one ``REDIS_URL``
     form serves both. When the server cannot be asked (down at start), the
     standalone client is used and ``/readyz`` says so if it turns out to be
     a cluster node. ``aclose()`` closes the client's connections either way.
+    With ``wait``, a command waits up to ``REDIS_POOL_WAIT_S`` for a free
+    connection of a standalone server instead of failing at once.
     """
     if await redis_is_cluster(url):
         cluster = aioredis.RedisCluster.from_url(
@@ -214,11 +221,16 @@ async def open_redis(url: str, *, max_connections: int = REDIS_MAX_CONNECTIONS) 
         else:
             log.info("redis_cluster", nodes=len(cluster.get_nodes()))
         return cluster
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=REDIS_POOL_WAIT_S,
-        health_check_interval=REDIS_HEALTH_CHECK_S,
+    if wait:
+        blocking = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=REDIS_POOL_WAIT_S,
+            health_check_interval=REDIS_HEALTH_CHECK_S,
+        )
+        return aioredis.Redis.from_pool(blocking)
+    pool = aioredis.ConnectionPool.from_url(
+        url, max_connections=max_connections, health_check_interval=REDIS_HEALTH_CHECK_S
     )
     return aioredis.Redis.from_pool(pool)
 
@@ -264,7 +276,7 @@ async def connected(
     assert settings.redis_url, "resolve the Redis URL first (backing_servers)"
     assert settings.database_url, "resolve the database URL first (backing_servers)"
     pool = await open_pg_pool(settings.database_url, max_size=pg_max_size)
-    redis = await open_redis(settings.redis_url, max_connections=redis_max_connections)
+    redis = await open_redis(settings.redis_url, max_connections=redis_max_connections, wait=True)
     try:
         yield Backends(redis, pool)
     finally:

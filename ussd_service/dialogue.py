@@ -44,6 +44,7 @@ from ussd_service.hop import (
     dropoff_events,
 )
 from ussd_service.metrics import Metrics
+from ussd_service.recent_sessions import RecentSessions
 from ussd_service.replies import dump_screen, load_screen, system_screen
 from ussd_service.session_payload import SessionPayload, resume_point
 from ussd_service.turns import Claim, LostRaceError, run_turn
@@ -84,6 +85,7 @@ class Dialogue:
         metrics: Metrics,
         deadlines: Deadlines | None = None,
         dropoff: DropoffBuffer | None = None,
+        recent: RecentSessions | None = None,
     ) -> None:
         self.store = store
         self.menus = menus
@@ -92,6 +94,7 @@ class Dialogue:
         self.metrics = metrics
         self.deadlines = deadlines or Deadlines()
         self.dropoff = dropoff
+        self.recent = RecentSessions() if recent is None else recent
 
     # ------------------------------------------------------------------ entry
 
@@ -138,13 +141,16 @@ class Dialogue:
             if take_dropped:
                 record, point = await self.store.load_or_take_dropped(ref)
                 take_dropped = False
-            else:
+            elif hop.kind is HopKind.ABORT or (record := self.recent.get(ref)) is None:
+                # Steps go from the record this process saved last (RecentSessions:
+                # the save's compare-and-set catches a stale one); an end reads.
                 record = await self.store.load(ref)
             # The record's payload, parsed once per attempt.
             payload = SessionPayload.load(record.state) if record is not None else None
             if payload is not None and self._busy(payload, hop.channel):
                 # A hop that moves points is in flight: its outcome decides
                 # what this one sees (the caller's own retry replays it).
+                self.recent.drop(ref)
                 await asyncio.sleep(BUSY_POLL_S)
                 continue
             unstepped = await self._without_step(hop, record, payload)
@@ -159,9 +165,11 @@ class Dialogue:
                     answer, new, expected = await self._step(hop, record, payload)
                     result = await self._save(hop, new, expected, answer)
             except LostRaceError:
+                self.recent.drop(ref)
                 conflicts += 1
                 self.metrics.cas_conflicts.labels(hop.channel).inc()
                 continue
+            self._note(ref, result, final=answer.screen.final)
             if result.status is SaveStatus.SAVED:
                 assert result.record is not None
                 self._count(answer.events)
@@ -171,6 +179,15 @@ class Dialogue:
             conflicts += 1
             self.metrics.cas_conflicts.labels(hop.channel).inc()
         return self._system_answer("service_unavailable", hop, outcome="conflict")
+
+    def _note(self, ref: SessionRef, result: SaveResult, *, final: bool) -> None:
+        """Keep what Redis now holds for the session's next hop here: the saved
+        record, or a conflict's winner (the next attempt steps from it)."""
+        kept = result.record
+        if kept is None or (result.status is SaveStatus.SAVED and final):
+            self.recent.drop(ref)
+        else:
+            self.recent.keep(kept)
 
     async def _without_step(
         self, hop: Hop, record: SessionRecord | None, payload: SessionPayload | None
@@ -427,6 +444,7 @@ class Dialogue:
         menu = self._version(record.menu_version) or self.menus.current
         if hop.channel == "ussd" and unfinished and menu.resumable(record.node):
             await self.store.remember_dropped(resume_point(hop, record))
+        self.recent.drop(record.ref)
         await self.store.delete(record.ref)
         if unfinished:
             self._count((DropoffEvent(record.menu_version, record.node, DropoffKind.ABANDON),))

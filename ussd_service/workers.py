@@ -11,6 +11,7 @@ new ``serve`` can bind it at once.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
@@ -45,6 +46,9 @@ def _worker(settings_json: str, parent_pid: int) -> None:
     settings = Settings.model_validate_json(settings_json)
     configure_logging(settings.log_level, settings.log_format)
     menus = load_menus(settings.menu_file)
+    # What start-up built (menus, compiled texts) lives as long as the process:
+    # the collector's full passes need not walk it again (~0.8 s on a 10k-node menu).
+    gc.freeze()
     web.run_app(
         create_app(settings, menus=menus, reload_signal=True),
         host=settings.host,

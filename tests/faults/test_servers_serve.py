@@ -157,11 +157,15 @@ def test_killed_servers_are_restarted_and_a_crash_loop_stops_serve(data_dir: Pat
 
 
 def _workers(service: Serve) -> set[int]:
-    return {
-        p.pid
-        for p in psutil.Process(service.proc.pid).children()
-        if "spawn_main" in " ".join(p.cmdline())
-    }
+    """The live worker processes (a killed one not yet reaped is a zombie: not counted)."""
+    found = set()
+    for p in psutil.Process(service.proc.pid).children():
+        try:
+            if "spawn_main" in " ".join(p.cmdline()):
+                found.add(p.pid)
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            continue
+    return found
 
 
 def test_workers_are_replaced_and_die_with_a_killed_parent(data_dir: Path) -> None:
