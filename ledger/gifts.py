@@ -309,6 +309,7 @@ async def cancel_gift(
     *,
     recipient: str | None = None,
     key: str,
+    tell_sender: bool = True,
     clock: Clock = SYSTEM_CLOCK,
     settings: LedgerSettings = DEFAULT_SETTINGS,
 ) -> Outcome[GiftCancelled]:
@@ -321,7 +322,8 @@ async def cancel_gift(
     Codes: ok, no_pending_gift, gift_expired, gift_not_pending (the last two
     with ``details["status"]``: accepted, declined, cancelled or expired).
     Both sides are told by SMS: the recipient ``gift_cancelled``, the sender
-    ``gift_returned`` with ``reason: cancelled`` (an operator may cancel for them).
+    ``gift_returned`` with ``reason: cancelled`` (an operator may cancel for them),
+    unless ``tell_sender`` is False (a cancel by SMS: its reply says it all).
     """
     number = None if sender is None else _accounts.normalize(sender, settings.default_region)
     to = None if recipient is None else _accounts.normalize(recipient, settings.default_region)
@@ -352,10 +354,11 @@ async def cancel_gift(
             return Outcome(code, details={"status": "expired" if status == "pending" else status})
         _, available = await _return_to_sender(op, row)
         dst = await _accounts.subscriber_by_id(op.conn, row["recipient_id"])
-        await _accounts.emit(
-            op, "gift_returned", src.msisdn,
-            _gift_payload(src.language, row, recipient=dst.msisdn, reason="cancelled"),
-        )  # fmt: skip
+        if tell_sender:
+            await _accounts.emit(
+                op, "gift_returned", src.msisdn,
+                _gift_payload(src.language, row, recipient=dst.msisdn, reason="cancelled"),
+            )  # fmt: skip
         await _accounts.emit(
             op, "gift_cancelled", dst.msisdn, _gift_payload(dst.language, row, sender=src.msisdn)
         )

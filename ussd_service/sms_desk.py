@@ -372,8 +372,15 @@ class SmsDesk:
             to = ledger.try_normalize_msisdn(command.recipient, self.settings.default_region)
             if to is None or len(command.recipient) > MAX_NUMBER_CHARS:
                 return Reply(CANCEL_USAGE, self._render(CANCEL_USAGE, language, {}))
+        # The reply tells the sender; a second SMS would say it again.
         outcome = await ledger.cancel_gift(
-            self.pool, sms.msisdn, recipient=to, key=key, clock=self.clock, settings=self.settings
+            self.pool,
+            sms.msisdn,
+            recipient=to,
+            key=key,
+            tell_sender=False,
+            clock=self.clock,
+            settings=self.settings,
         )
         name = _CANCEL_REPLIES.get(outcome.code, UNAVAILABLE)
         if name == "cancel_none" and to is not None:
