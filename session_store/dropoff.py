@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ import structlog
 
 from session_store.errors import StoreUnavailableError
 from session_store.keys import dropoff_key
-from session_store.redis_client import REDIS_UNAVAILABLE_ERRORS, RedisClient
+from session_store.redis_client import RedisClient, store_command
 from session_store.settings import DROPOFF_FLUSH_INTERVAL, StoreSettings
 
 #: Separates the parts of a counter field; refused inside a part.
@@ -203,10 +204,8 @@ class RedisDropoffCounters:
             per_day.setdefault(day, []).extend((name, count))
         for day, pairs in sorted(per_day.items()):
             expires = int(self.expires_at(day).timestamp())
-            try:
-                await self._increment(keys=[self.key(day)], args=[expires, *pairs])
-            except REDIS_UNAVAILABLE_ERRORS as exc:
-                raise StoreUnavailableError(f"redis: {exc}") from exc
+            args = [expires, *pairs]
+            await store_command(functools.partial(self._increment, keys=[self.key(day)], args=args))
 
     async def read_days(
         self, since: date, until: date, *, menu_version: str | None = None
@@ -215,10 +214,7 @@ class RedisDropoffCounters:
         if until < since:
             raise ValueError(f"empty date range {since}..{until}")
         days = [since + timedelta(days=n) for n in range((until - since).days + 1)]
-        try:
-            hashes = await self._hashes([self.key(day) for day in days])
-        except REDIS_UNAVAILABLE_ERRORS as exc:
-            raise StoreUnavailableError(f"redis: {exc}") from exc
+        hashes = await store_command(lambda: self._hashes([self.key(day) for day in days]))
         result: dict[date, dict[NodeKey, NodeCounts]] = {}
         for day, raw in zip(days, hashes, strict=True):
             if raw:

@@ -7,13 +7,19 @@ one (``ussd_service.backends.open_redis`` detects a cluster) and owns it.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import ClusterError, ReadOnlyError, RedisClusterException, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from session_store.errors import StoreUnavailableError
+
+_T = TypeVar("_T")
 
 RedisClient: TypeAlias = aioredis.Redis | aioredis.RedisCluster
 
@@ -48,3 +54,33 @@ def closed_under_the_command(exc: AttributeError) -> bool:
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
     return tb is not None and "redis" in Path(tb.tb_frame.f_code.co_filename).parts
+
+
+#: Sends of one command whose connection was closed under it (see store_command).
+CLOSED_CONNECTION_ATTEMPTS = 3
+_CLOSED_CONNECTION_PAUSE_S = 0.02
+
+
+async def store_command(call: Callable[[], Awaitable[_T]]) -> _T:
+    """Run one command of the store; outages become :class:`StoreUnavailableError`.
+
+    redis-py 8.1's cluster client closes connections that another command may
+    have just taken: a failed node's idle ones, and every node's when a node
+    answers CLUSTERDOWN (as the others do for a moment during a failover,
+    before the replica is promoted). The write then finds no writer and the
+    command reaches no server, so it is sent again, up to
+    ``CLOSED_CONNECTION_ATTEMPTS`` times: even a counter's increment is not
+    counted twice, since the first send never left.
+    """
+    for attempt in range(1, CLOSED_CONNECTION_ATTEMPTS + 1):
+        try:
+            return await call()
+        except REDIS_UNAVAILABLE_ERRORS as exc:
+            raise StoreUnavailableError(f"redis: {exc}") from exc
+        except AttributeError as exc:
+            if not closed_under_the_command(exc):
+                raise
+            if attempt == CLOSED_CONNECTION_ATTEMPTS:
+                raise StoreUnavailableError("redis: connection closed under the command") from exc
+        await asyncio.sleep(_CLOSED_CONNECTION_PAUSE_S * attempt)
+    raise AssertionError("unreachable")

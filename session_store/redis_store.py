@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
-from session_store.errors import StoreUnavailableError
 from session_store.keys import resume_key, session_key
 from session_store.records import (
     ResumePoint,
@@ -17,14 +15,8 @@ from session_store.records import (
     SessionRecord,
     SessionRef,
 )
-from session_store.redis_client import (
-    REDIS_UNAVAILABLE_ERRORS,
-    RedisClient,
-    closed_under_the_command,
-)
+from session_store.redis_client import RedisClient, store_command
 from session_store.settings import StoreSettings
-
-_T = TypeVar("_T")
 
 # Hash fields of a session record; one letter each keeps the record small.
 F_VERSION: Final = b"v"
@@ -109,37 +101,6 @@ def _pairs_to_dict(flat: list[Any]) -> dict[Any, Any]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-#: Sends of one command whose connection was closed under it (see _command).
-CLOSED_CONNECTION_ATTEMPTS = 3
-_CLOSED_CONNECTION_PAUSE_S = 0.02
-
-
-async def _command(call: Callable[[], Awaitable[_T]]) -> _T:
-    """Run one store command; outages become :class:`StoreUnavailableError`.
-
-    redis-py 8.1's cluster client closes connections that another command may
-    have just taken: a failed node's idle ones, and every node's when a node
-    answers CLUSTERDOWN (as the others do for a moment during a failover,
-    before the replica is promoted). The write then finds no writer and the
-    command reaches no server, so it is sent again, up to
-    ``CLOSED_CONNECTION_ATTEMPTS`` times. (Every command here could be repeated
-    anyway: saves are compare-and-set with the hop id in the record, the rest
-    are single-key reads, sets and deletes.)
-    """
-    for attempt in range(1, CLOSED_CONNECTION_ATTEMPTS + 1):
-        try:
-            return await call()
-        except REDIS_UNAVAILABLE_ERRORS as exc:
-            raise StoreUnavailableError(f"redis: {exc}") from exc
-        except AttributeError as exc:
-            if not closed_under_the_command(exc):
-                raise
-            if attempt == CLOSED_CONNECTION_ATTEMPTS:
-                raise StoreUnavailableError("redis: connection closed under the command") from exc
-        await asyncio.sleep(_CLOSED_CONNECTION_PAUSE_S * attempt)
-    raise AssertionError("unreachable")
-
-
 class RedisSessionStore:
     """:class:`session_store.SessionStore` on ``redis.asyncio``.
 
@@ -174,7 +135,7 @@ class RedisSessionStore:
     async def load(self, ref: SessionRef) -> SessionRecord | None:
         """The session's record, or None; one HGETALL."""
         key = session_key(self._prefix, ref)
-        raw = await _command(lambda: self._client.hgetall(key))
+        raw = await store_command(lambda: self._client.hgetall(key))
         return _record_from_hash(ref, raw) if raw else None
 
     async def load_or_take_dropped(
@@ -184,7 +145,7 @@ class RedisSessionStore:
         pointer, taken (offered once). One EVALSHA; ``ref`` must name the number."""
         key = session_key(self._prefix, ref)
         pointer_key = resume_key(self._prefix, ref.channel, ref.msisdn)
-        found, value = await _command(lambda: self._open_script(keys=[key, pointer_key]))
+        found, value = await store_command(lambda: self._open_script(keys=[key, pointer_key]))
         if int(found):
             return _record_from_hash(ref, _pairs_to_dict(value)), None
         if not value:
@@ -225,7 +186,7 @@ class RedisSessionStore:
 
     async def delete(self, ref: SessionRef) -> bool:
         """Remove a session; True when it existed."""
-        removed = await _command(lambda: self._delete(session_key(self._prefix, ref)))
+        removed = await store_command(lambda: self._delete(session_key(self._prefix, ref)))
         return bool(removed)
 
     async def remember_dropped(
@@ -236,12 +197,12 @@ class RedisSessionStore:
         value = _point_json(point)
         ttl = self._settings.resume_window if window is None else window
         px = _ms(ttl)
-        await _command(lambda: self._client.set(key, value, px=px))
+        await store_command(lambda: self._client.set(key, value, px=px))
 
     async def take_dropped(self, channel: str, msisdn: str) -> ResumePoint | None:
         """GETDEL the resume pointer: offered once, never twice."""
         key = resume_key(self._prefix, channel, msisdn)
-        raw = await _command(lambda: self._client.getdel(key))
+        raw = await store_command(lambda: self._client.getdel(key))
         if raw is None:
             return None
         return _point_from_json(channel, msisdn, raw)
@@ -249,7 +210,7 @@ class RedisSessionStore:
     async def forget(self, channel: str, msisdn: str) -> None:
         """Delete the resume pointer, if any."""
         key = resume_key(self._prefix, channel, msisdn)
-        await _command(lambda: self._delete(key))
+        await store_command(lambda: self._delete(key))
 
     async def _delete(self, key: str) -> int:
         # One key, one plain DEL: the cluster client's delete() splits keys by
@@ -281,7 +242,7 @@ class RedisSessionStore:
             args += (F_LAST_HOP, record.last_hop_id)
         if record.last_reply is not None:
             args += (F_LAST_REPLY, record.last_reply)
-        reply = await _command(lambda: self._save_script(keys=keys, args=args))
+        reply = await store_command(lambda: self._save_script(keys=keys, args=args))
         status = int(reply[0])
         if status == _SAVED:
             stored = SessionRecord(

@@ -160,6 +160,28 @@ async def test_a_store_command_whose_connection_was_closed_under_it_is_sent_agai
     assert flaky.calls == 2
 
 
+async def test_a_dropoff_flush_whose_connection_was_closed_under_it_is_sent_again() -> None:
+    """What the failover test's teardown met once: the app's last drop-off flush
+    on a connection the cluster client closed; the counts are written once."""
+    sent: list[list[Any]] = []
+
+    class Flaky:
+        def register_script(self, script: str) -> Any:
+            async def increment(*, keys: list[str], args: list[Any]) -> None:
+                if not sent:
+                    sent.append([])  # the first send never leaves
+                    await aioredis.Connection()._send_packed_command([b"EVALSHA"])
+                sent.append([*keys, *args])
+
+            return increment
+
+    counters = RedisDropoffCounters(Flaky())  # type: ignore[arg-type]
+    event = DropoffEvent("v1", "main", DropoffKind.ENTRY)
+    await counters.record([event], datetime(2026, 11, 30, tzinfo=UTC))
+    assert len(sent) == 2
+    assert sent[1][-2:] == [event.field(), 1]
+
+
 # -- sessions ------------------------------------------------------------------------
 
 
