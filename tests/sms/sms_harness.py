@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -155,3 +158,34 @@ async def start_gateway(gateway: FakeGateway) -> TestServer:
     server = TestServer(gateway.app())
     await server.start_server()
     return server
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def run_worker_once(settings: Settings, **env: str) -> tuple[str, str]:
+    """``ussd-service worker --once`` against the test servers, with no SMS
+    gateway configured (messages go to the log) and ``env`` on top; its stdout
+    and stderr. Fails the test when the command does not exit 0."""
+    full: dict[str, str] = {
+        **os.environ,
+        "REDIS_URL": settings.redis_url or "",
+        "DATABASE_URL": settings.database_url or "",
+        "USSD_MENU_FILE": str(settings.menu_file),
+        **env,
+    }
+    full.pop("USSD_SMS_GATEWAY_URL", None)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from ussd_service.cli import main; main()",
+        "worker",
+        "--once",
+        cwd=ROOT,
+        env=full,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    return out.decode(), err.decode()

@@ -5,11 +5,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -18,7 +15,16 @@ import redis.asyncio as aioredis
 import structlog
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
-from sms_harness import RECIPIENT, SENDER, THIRD, FakeGateway, Phone, member, sms_app
+from sms_harness import (
+    RECIPIENT,
+    SENDER,
+    THIRD,
+    FakeGateway,
+    Phone,
+    member,
+    run_worker_once,
+    sms_app,
+)
 
 import ledger
 from menus import MenuRegistry
@@ -279,29 +285,9 @@ async def test_worker_command_delivers_what_is_due(
     await member(pg_pool, SENDER, points=500)
     await member(pg_pool, RECIPIENT)
     await Phone(client, SENDER).send("DAR 79167654321 100", "c1")
-    env: dict[str, Any] = {
-        **os.environ,
-        "REDIS_URL": settings.redis_url,
-        "DATABASE_URL": settings.database_url,
-        "USSD_MENU_FILE": str(settings.menu_file),
-        "USSD_LOG_FORMAT": "json",
-    }
-    env.pop("USSD_SMS_GATEWAY_URL", None)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from ussd_service.cli import main; main()",
-        "worker",
-        "--once",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, err.decode()
-    assert "claimed 1, sent 1, retrying 0, parked 0" in out.decode()
-    assert RECIPIENT not in out.decode() + err.decode()  # logged, masked
+    out, err = await run_worker_once(settings, USSD_LOG_FORMAT="json")
+    assert "claimed 1, sent 1, retrying 0, parked 0" in out
+    assert RECIPIENT not in out + err  # logged, masked
     assert [m.status for m in await outbox(pg_pool)] == ["sent"]
 
 

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 from datetime import date, datetime, time, timedelta
-from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
-from sms_harness import RECIPIENT, SENDER, THIRD, FakeGateway, member
+from sms_harness import RECIPIENT, SENDER, THIRD, FakeGateway, member, run_worker_once
 
 import ledger
 from menus.text import format_day
@@ -19,7 +15,6 @@ from ussd_service import reminders
 from ussd_service.config import Settings
 from ussd_service.notifier import Notifier
 
-ROOT = Path(__file__).resolve().parents[2]
 MOSCOW = ZoneInfo("Europe/Moscow")
 
 
@@ -105,30 +100,10 @@ async def test_worker_command_sends_the_reminders(
     await member(pg_pool, SENDER)
     day = date.today() + timedelta(days=2)
     await credit(pg_pool, SENDER, 7, day, "w1")
-    env: dict[str, Any] = {
-        **os.environ,
-        "REDIS_URL": settings.redis_url,
-        "DATABASE_URL": settings.database_url,
-        "USSD_MENU_FILE": str(settings.menu_file),
-        "USSD_LOG_FORMAT": "json",
-        "USSD_REMINDER_DAYS": "3",
-        "USSD_REMINDER_HOURS": "0-24",
-    }
-    env.pop("USSD_SMS_GATEWAY_URL", None)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from ussd_service.cli import main; main()",
-        "worker",
-        "--once",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    out, _ = await run_worker_once(
+        settings, USSD_LOG_FORMAT="json", USSD_REMINDER_DAYS="3", USSD_REMINDER_HOURS="0-24"
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, err.decode()
-    assert ", sent 1, retrying 0," in out.decode()
+    assert ", sent 1, retrying 0," in out
     sent = [m for m in await ledger.list_outbox(pg_pool) if m.event == "points_expiring"]
     assert [(m.status, m.payload["points"]) for m in sent] == [("sent", 7)]
 
